@@ -1,0 +1,185 @@
+"""The `rnnclf` command: parse arguments, load the config, call one library function."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rnnclf import __version__
+from rnnclf.errors import RnnclfError
+
+app = typer.Typer(
+    name="rnnclf",
+    help="Train, evaluate and use recurrent (RNN/LSTM/GRU) text classifiers on AG News.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+
+
+def _runs_dir(explicit: Optional[Path]) -> Path:
+    if explicit is not None:
+        return explicit
+    return Path(os.environ.get("RNNCLF_RUNS_DIR", "runs"))
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rnnclf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """rnnclf: recurrent text classifiers from a YAML file."""
+
+
+def _split_train_args(args: list[str]) -> tuple[Optional[Path], list[str]]:
+    """Positional arguments: at most one config file, then any number of section.key=value."""
+    config_path: Optional[Path] = None
+    overrides: list[str] = []
+    for arg in args:
+        if "=" in arg and not Path(arg).exists():
+            overrides.append(arg)
+        elif config_path is None and not overrides:
+            config_path = Path(arg)
+        else:
+            raise RnnclfError(f"unexpected argument {arg!r}; give one config file, then "
+                              "overrides as section.key=value")
+    return config_path, overrides
+
+
+@app.command()
+def train(
+    args: Annotated[Optional[list[str]], typer.Argument(
+        help="CONFIG.yaml (default: the built-in experiment), then overrides "
+             "section.key=value, e.g. model.cell=lstm train.epochs=3.",
+        show_default=False)] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", "-s", help="An override section.key=value (repeatable).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        help="Continue the run in this folder from its last.pt.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace the run already in the run folder.")] = False,
+    print_config: Annotated[bool, typer.Option(
+        "--print-config", help="Print the resolved config as YAML and exit without training.")
+    ] = False,
+) -> None:
+    """Train a classifier; writes runs/<name>/ (config.yaml, metrics.jsonl, best.pt, last.pt)."""
+    from rnnclf.config import load_config, to_yaml
+    from rnnclf.train import fit, load_resume_config
+
+    config_path, overrides = _split_train_args(args or [])
+    overrides += set_ or []
+    if resume is not None:
+        if config_path is not None:
+            raise RnnclfError("--resume continues a run with its saved config; drop the config "
+                              "file argument")
+        config = load_resume_config(resume, overrides)
+    else:
+        config = load_config(config_path, overrides)
+    if print_config:
+        typer.echo(to_yaml(config), nl=False)
+        return
+    fit(config, overwrite=overwrite, resume_dir=resume, log=typer.echo)
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Annotated[Optional[Path], typer.Argument(
+        help="A best.pt/last.pt (default: the newest run's best.pt).", show_default=False)] = None,
+    split: Annotated[str, typer.Option(help="test or val.")] = "test",
+    data: Annotated[Optional[Path], typer.Option(
+        help="Evaluate on this AG News-format CSV instead.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    runs_dir: Annotated[Optional[Path], typer.Option(
+        help="Where to look for the newest run ($RNNCLF_RUNS_DIR, else ./runs).")] = None,
+) -> None:
+    """Accuracy, macro-F1, per-class table and confusion matrix; writes eval.json beside it."""
+    from rnnclf.checkpoint import newest_run_checkpoint
+    from rnnclf.evaluate import evaluate_checkpoint
+    from rnnclf.metrics import format_report
+
+    if split not in ("test", "val"):
+        raise RnnclfError(f"--split {split!r} is not allowed; use test or val (or --data FILE)")
+    if checkpoint is None:
+        checkpoint = newest_run_checkpoint(_runs_dir(runs_dir))
+        if not json_output:
+            typer.echo(f"checkpoint: {checkpoint}", err=True)
+    report = evaluate_checkpoint(checkpoint, split=split, data_file=data, device_name=device)
+    if json_output:
+        typer.echo(json.dumps(report))
+    else:
+        typer.echo(f"{report['data']}")
+        typer.echo(format_report(report))
+
+
+def _read_texts(texts: list[str]) -> list[str]:
+    collected: list[str] = []
+    for text in texts:
+        if text == "-":
+            collected.extend(line.rstrip("\r\n") for line in sys.stdin)
+        else:
+            collected.append(text)
+    return collected
+
+
+@app.command()
+def predict(
+    texts: Annotated[list[str], typer.Argument(
+        help="Texts to classify; '-' reads one text per line from stdin.", show_default=False)],
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        "--checkpoint", "-c", help="A best.pt (default: the newest run's best.pt).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1,
+                                       help="How many labels to show per text.")] = 1,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    runs_dir: Annotated[Optional[Path], typer.Option(
+        help="Where to look for the newest run ($RNNCLF_RUNS_DIR, else ./runs).")] = None,
+) -> None:
+    """Print each text's most probable label(s) and probability."""
+    from rnnclf.checkpoint import newest_run_checkpoint
+    from rnnclf.predict import Predictor
+
+    if checkpoint is None:
+        checkpoint = newest_run_checkpoint(_runs_dir(runs_dir))
+        if not json_output:
+            typer.echo(f"checkpoint: {checkpoint}", err=True)
+    items = _read_texts(texts)
+    if not items:
+        raise RnnclfError("no text to classify; pass texts as arguments or '-' with lines on stdin")
+    predictor = Predictor(checkpoint, device)
+    for result in predictor.predict(items, top_k=top_k):
+        if json_output:
+            typer.echo(json.dumps({
+                "text": result.text if len(result.text) <= 200 else result.text[:200] + "...",
+                "label": result.labels[0], "probability": result.probabilities[0],
+                "top_k": [{"label": label, "probability": probability}
+                          for label, probability in zip(result.labels, result.probabilities)],
+                "truncated": result.truncated}))
+        else:
+            shown = "  ".join(f"{label}  {probability:.2f}"
+                              for label, probability in zip(result.labels, result.probabilities))
+            note = "  (truncated)" if result.truncated else ""
+            typer.echo(shown + note)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line and a non-zero exit, never a traceback."""
+    try:
+        app()
+    except RnnclfError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

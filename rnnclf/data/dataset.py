@@ -1,0 +1,175 @@
+"""Rows -> tokens -> ids, once: numericalized splits cached on disk, keyed by inputs and settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rnnclf.config import DataConfig
+from rnnclf.data import agnews
+from rnnclf.data.text import UNK_INDEX, Vocab, clean_ag_news, tokenize
+from rnnclf.errors import RnnclfError
+from rnnclf.io import atomic_torch_save
+
+# Bump when tokenizing, cleaning or the cache layout changes, so old caches are not reused.
+PREPROCESS_VERSION = 1
+
+
+@dataclass
+class EncodedSplit:
+    """Texts as one flat id tensor: text i is tokens[offsets[i]:offsets[i] + lengths[i]]."""
+
+    tokens: torch.Tensor  # (total_tokens,) int32
+    offsets: torch.Tensor  # (N,) int64
+    lengths: torch.Tensor  # (N,) int64, every length >= 1
+    labels: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: torch.Tensor) -> EncodedSplit:
+        """Rows at `indices`; shares the flat token tensor."""
+        return EncodedSplit(self.tokens, self.offsets[indices], self.lengths[indices],
+                            self.labels[indices])
+
+    def to_dict(self) -> dict[str, torch.Tensor]:
+        return {"tokens": self.tokens, "offsets": self.offsets, "lengths": self.lengths,
+                "labels": self.labels}
+
+
+@dataclass
+class TrainingData:
+    vocab: Vocab
+    label_names: list[str]
+    train: EncodedSplit
+    val: EncodedSplit
+    skipped_rows: int
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("RNNCLF_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "rnnclf" / "cache"
+
+
+def text_of(raw_text: str, clean: bool) -> list[str]:
+    """The tokens the model sees for one raw text."""
+    return tokenize(clean_ag_news(raw_text) if clean else raw_text)
+
+
+def encode_texts(token_lists: list[list[str]], labels: list[int], vocab: Vocab) -> EncodedSplit:
+    """Numericalize; an empty token list becomes a single <unk> so every length is >= 1."""
+    ids: list[int] = []
+    lengths: list[int] = []
+    for tokens in token_lists:
+        encoded = vocab.encode(tokens) or [UNK_INDEX]
+        ids.extend(encoded)
+        lengths.append(len(encoded))
+    lengths_tensor = torch.tensor(lengths, dtype=torch.int64)
+    offsets = torch.zeros_like(lengths_tensor)
+    if len(lengths) > 1:
+        offsets[1:] = torch.cumsum(lengths_tensor, 0)[:-1]
+    return EncodedSplit(torch.tensor(ids, dtype=torch.int32), offsets, lengths_tensor,
+                        torch.tensor(labels, dtype=torch.int64))
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cache_key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _load_cache(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception:  # a torn or foreign cache file is rebuilt, never trusted
+        return None
+
+
+def _save_cache(path: Path, payload: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(payload, path)
+    except (OSError, RnnclfError):
+        pass  # the cache only saves time; a read-only cache folder must not stop a run
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, seeded train/validation split of n rows (sorted indices)."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=generator)
+    n_val = max(1, round(n * val_fraction))
+    if n - n_val < 1:
+        raise RnnclfError(f"only {n} training rows; too few to carve a validation split")
+    return order[n_val:].sort().values, order[:n_val].sort().values
+
+
+def prepare_training_data(config: DataConfig, cache_dir: Path | None = None) -> TrainingData:
+    """Read the training file, split off validation, build the vocabulary, numericalize; cached."""
+    data_dir = agnews.resolve_data_dir(config.dir)
+    train_path = agnews.locate(data_dir, config.train_file, config.download)
+    cache_dir = cache_dir or (Path(config.cache_dir).expanduser() if config.cache_dir
+                              else default_cache_dir())
+    key = _cache_key(PREPROCESS_VERSION, "train", _file_digest(train_path), config.clean,
+                     config.val_fraction, config.split_seed, config.min_freq,
+                     config.max_vocab_size, config.on_bad_row)
+    cache_path = cache_dir / f"train-{key}.pt"
+    cached = _load_cache(cache_path)
+    if cached is not None:
+        try:
+            return TrainingData(Vocab(cached["vocab"]), list(cached["label_names"]),
+                                EncodedSplit(**cached["train"]), EncodedSplit(**cached["val"]),
+                                int(cached["skipped_rows"]))
+        except (KeyError, TypeError, ValueError):
+            pass  # stale layout: rebuild below
+    rows, skipped = agnews.read_rows(train_path, config.on_bad_row)
+    train_index, val_index = split_indices(len(rows), config.val_fraction, config.split_seed)
+    token_lists = [text_of(row.text, config.clean) for row in rows]
+    labels = [row.label for row in rows]
+    vocab = Vocab.build((token_lists[i] for i in train_index.tolist()), config.min_freq,
+                        config.max_vocab_size)
+    everything = encode_texts(token_lists, labels, vocab)
+    data = TrainingData(vocab, list(agnews.LABEL_NAMES), everything.subset(train_index),
+                        everything.subset(val_index), len(skipped))
+    _save_cache(cache_path, {
+        "vocab": vocab.itos, "label_names": data.label_names, "skipped_rows": len(skipped),
+        "train": data.train.to_dict(), "val": data.val.to_dict(),
+    })
+    return data
+
+
+def prepare_eval_split(config: DataConfig, vocab: Vocab, path: Path,
+                       cache_dir: Path | None = None) -> tuple[EncodedSplit, int]:
+    """Any AG News-format file, numericalized with a trained model's vocabulary; cached."""
+    cache_dir = cache_dir or (Path(config.cache_dir).expanduser() if config.cache_dir
+                              else default_cache_dir())
+    vocab_digest = hashlib.sha256("\n".join(vocab.itos).encode()).hexdigest()
+    key = _cache_key(PREPROCESS_VERSION, "eval", _file_digest(path), config.clean, vocab_digest,
+                     config.on_bad_row)
+    cache_path = cache_dir / f"eval-{key}.pt"
+    cached = _load_cache(cache_path)
+    if cached is not None:
+        try:
+            return EncodedSplit(**cached["split"]), int(cached["skipped_rows"])
+        except (KeyError, TypeError):
+            pass
+    rows, skipped = agnews.read_rows(path, config.on_bad_row)
+    split = encode_texts([text_of(row.text, config.clean) for row in rows],
+                         [row.label for row in rows], vocab)
+    _save_cache(cache_path, {"split": split.to_dict(), "skipped_rows": len(skipped)})
+    return split, len(skipped)

@@ -1,0 +1,23 @@
+"""Errors a user can cause. The CLI prints them as one line; anything else is a bug."""
+
+from __future__ import annotations
+
+
+class RnnclfError(Exception):
+    """A problem the user can fix: bad config, missing file, bad checkpoint, empty text.
+
+    The message is one line that names the problem and the fix. The CLI exits with `exit_code`.
+    """
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class RunFailed(RnnclfError):
+    """A run that started but could not finish (non-finite loss, disk full): exit code 1."""
+
+    exit_code = 1

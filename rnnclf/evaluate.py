@@ -1,0 +1,62 @@
+"""`rnnclf eval`: a checkpoint on the test split (or val, or another file) -> metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnnclf.checkpoint import load_model
+from rnnclf.data import agnews
+from rnnclf.data.dataset import EncodedSplit, prepare_eval_split, prepare_training_data
+from rnnclf.io import write_json
+from rnnclf.metrics import classification_report
+from rnnclf.train import predict_split, resolve_device
+
+
+def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path | None = None,
+                        device_name: str = "auto", batch_size: int | None = None,
+                        write: bool = True) -> dict[str, Any]:
+    """Metrics of `checkpoint` on `split` ("test" or "val") or on `data_file`; writes eval.json."""
+    device = resolve_device(device_name)
+    loaded = load_model(checkpoint, device)
+    data_config = loaded.config.data
+    skipped = 0
+    if data_file is not None:
+        source = str(data_file)
+        if not data_file.is_file():
+            from rnnclf.errors import RnnclfError
+
+            raise RnnclfError(f"data file {data_file} does not exist; give an AG News-format CSV")
+        encoded, skipped = prepare_eval_split(data_config, loaded.vocab, data_file)
+    elif split == "val":
+        data = prepare_training_data(data_config)
+        if data.vocab.itos != loaded.vocab.itos:
+            from rnnclf.errors import RnnclfError
+
+            raise RnnclfError("the training file changed since this model was trained, so its "
+                              "validation split cannot be rebuilt; evaluate on a file instead")
+        encoded, source = data.val, f"{data_config.train_file} (validation split)"
+    else:
+        path = agnews.locate(agnews.resolve_data_dir(data_config.dir), data_config.test_file,
+                             data_config.download)
+        source = str(path)
+        encoded, skipped = prepare_eval_split(data_config, loaded.vocab, path)
+    report = _report(loaded.model, encoded, loaded.label_names,
+                     batch_size or loaded.config.train.eval_batch_size,
+                     loaded.config.data.max_length, device)
+    report.update({"checkpoint": str(checkpoint), "split": "file" if data_file else split,
+                   "data": source, "skipped_rows": skipped})
+    if write:
+        name = "eval.json" if split == "test" and data_file is None else f"eval_{split}.json"
+        if data_file is not None:
+            name = f"eval_{data_file.stem}.json"
+        write_json(checkpoint.parent / name, report)
+    return report
+
+
+def _report(model: torch.nn.Module, split: EncodedSplit, label_names: list[str],
+            batch_size: int, max_length: int, device: torch.device) -> dict[str, Any]:
+    logits, labels = predict_split(model, split, batch_size, max_length, device)
+    return classification_report(labels, logits.argmax(1), label_names)

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 
-def _runs_dir(explicit: Optional[Path]) -> Path:
+def _runs_dir(explicit: Path | None) -> Path:
     if explicit is not None:
         return explicit
     return Path(os.environ.get("RNNCLF_RUNS_DIR", "runs"))
@@ -36,15 +36,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[Optional[bool], typer.Option(
+    version: Annotated[bool | None, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     """rnnclf: recurrent text classifiers from a YAML file."""
 
 
-def _split_train_args(args: list[str]) -> tuple[Optional[Path], list[str]]:
+def _split_train_args(args: list[str]) -> tuple[Path | None, list[str]]:
     """Positional arguments: at most one config file, then any number of section.key=value."""
-    config_path: Optional[Path] = None
+    config_path: Path | None = None
     overrides: list[str] = []
     for arg in args:
         if "=" in arg and not Path(arg).exists():
@@ -59,13 +59,13 @@ def _split_train_args(args: list[str]) -> tuple[Optional[Path], list[str]]:
 
 @app.command()
 def train(
-    args: Annotated[Optional[list[str]], typer.Argument(
+    args: Annotated[list[str] | None, typer.Argument(
         help="CONFIG.yaml (default: the built-in experiment), then overrides "
              "section.key=value, e.g. model.cell=lstm train.epochs=3.",
         show_default=False)] = None,
-    set_: Annotated[Optional[list[str]], typer.Option(
+    set_: Annotated[list[str] | None, typer.Option(
         "--set", "-s", help="An override section.key=value (repeatable).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(
+    resume: Annotated[Path | None, typer.Option(
         help="Continue the run in this folder from its last.pt.")] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Replace the run already in the run folder.")] = False,
@@ -94,14 +94,14 @@ def train(
 
 @app.command("eval")
 def eval_(
-    checkpoint: Annotated[Optional[Path], typer.Argument(
+    checkpoint: Annotated[Path | None, typer.Argument(
         help="A best.pt/last.pt (default: the newest run's best.pt).", show_default=False)] = None,
     split: Annotated[str, typer.Option(help="test or val.")] = "test",
-    data: Annotated[Optional[Path], typer.Option(
+    data: Annotated[Path | None, typer.Option(
         help="Evaluate on this AG News-format CSV instead.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    runs_dir: Annotated[Optional[Path], typer.Option(
+    runs_dir: Annotated[Path | None, typer.Option(
         help="Where to look for the newest run ($RNNCLF_RUNS_DIR, else ./runs).")] = None,
 ) -> None:
     """Accuracy, macro-F1, per-class table and confusion matrix; writes eval.json beside it."""
@@ -137,13 +137,13 @@ def _read_texts(texts: list[str]) -> list[str]:
 def predict(
     texts: Annotated[list[str], typer.Argument(
         help="Texts to classify; '-' reads one text per line from stdin.", show_default=False)],
-    checkpoint: Annotated[Optional[Path], typer.Option(
+    checkpoint: Annotated[Path | None, typer.Option(
         "--checkpoint", "-c", help="A best.pt (default: the newest run's best.pt).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1,
                                        help="How many labels to show per text.")] = 1,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    runs_dir: Annotated[Optional[Path], typer.Option(
+    runs_dir: Annotated[Path | None, typer.Option(
         help="Where to look for the newest run ($RNNCLF_RUNS_DIR, else ./runs).")] = None,
 ) -> None:
     """Print each text's most probable label(s) and probability."""

@@ -156,7 +156,8 @@ def _coerce(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any:
     choices = meta.get("choices")
     if choices and value not in choices:
         hint = _did_you_mean(str(value), list(choices))
-        raise RnnclfError(f"{key}: {shown} is not allowed; choose one of {', '.join(choices)}{hint}")
+        allowed = ", ".join(choices)
+        raise RnnclfError(f"{key}: {shown} is not allowed; choose one of {allowed}{hint}")
     low, high = meta.get("min"), meta.get("max")
     if low is not None and (value < low or (meta.get("min_exclusive") and value == low)):
         bound = f"greater than {low}" if meta.get("min_exclusive") else f"at least {low}"

@@ -50,7 +50,7 @@ class RNNClassifier(nn.Module):
         self.classifier = nn.Linear(hidden_size * directions, num_classes)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """tokens (B, T) int64, lengths (B,) int64 on the CPU, every length >= 1 -> logits (B, C)."""
+        """tokens (B, T) int64, lengths (B,) int64 (CPU), all lengths >= 1 -> logits (B, C)."""
         embedded = self.embedding_dropout(self.embedding(tokens))  # (B, T, E)
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)

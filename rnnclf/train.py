@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 
 from rnnclf.checkpoint import load_checkpoint, save_checkpoint
 from rnnclf.config import Config, from_dict, to_yaml
+from rnnclf.data.agnews import resolve_data_dir
 from rnnclf.data.batches import Batch, epoch_batches, eval_batches, eval_order, steps_per_epoch
 from rnnclf.data.dataset import EncodedSplit, TrainingData, prepare_training_data
-from rnnclf.data.agnews import resolve_data_dir
 from rnnclf.errors import RnnclfError, RunFailed
 from rnnclf.factory import build_model, build_optimizer, learning_rate
 from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json

@@ -1,4 +1,4 @@
-"""Rows -> tokens -> ids, once: numericalized splits cached on disk, keyed by inputs and settings."""
+"""Rows -> tokens -> ids, once: numericalized splits cached on disk, keyed by their inputs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Text to tokens to ids: torchtext-compatible `basic_english` tokenizer, AG News cleaning, Vocab."""
+"""Text -> tokens -> ids: torchtext `basic_english` tokenizer, AG News cleaning, Vocab."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def tokenize(text: str) -> list[str]:
 # AG News was scraped from HTML and lost its '&' characters: "&#39;" became " #39;" and "&quot;"
 # became " quot;". A backslash stands for a lost line break. Markup is escaped as &lt;...&gt;.
 _NUMERIC_ENTITY = re.compile(r" ?#(\d{1,6});")
-_NAMED_ENTITY = re.compile(r"(?<![&\w]) ?\b(quot|amp|nbsp|hellip|lt|gt|rsquo|lsquo|rdquo|ldquo|mdash|ndash);")
+_NAMED_ENTITY = re.compile(
+    r"(?<![&\w]) ?\b(quot|amp|nbsp|hellip|lt|gt|rsquo|lsquo|rdquo|ldquo|mdash|ndash);"
+)
 _TAG = re.compile(r"<[^<>]{0,300}>")
 _SPACES = re.compile(r"\s+")
 

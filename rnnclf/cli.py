@@ -98,7 +98,7 @@ def eval_(
         help="A best.pt/last.pt (default: the newest run's best.pt).", show_default=False)] = None,
     split: Annotated[str, typer.Option(help="test or val.")] = "test",
     data: Annotated[Path | None, typer.Option(
-        help="Evaluate on this AG News-format CSV instead.")] = None,
+        help="Evaluate on this file (in the format the model was trained on) instead.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     runs_dir: Annotated[Path | None, typer.Option(

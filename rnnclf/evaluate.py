@@ -8,8 +8,12 @@ from typing import Any
 import torch
 
 from rnnclf.checkpoint import load_model
-from rnnclf.data import agnews
-from rnnclf.data.dataset import EncodedSplit, prepare_eval_split, prepare_training_data
+from rnnclf.data.dataset import (
+    EncodedSplit,
+    locate_file,
+    prepare_eval_split,
+    prepare_training_data,
+)
 from rnnclf.io import write_json
 from rnnclf.metrics import classification_report
 from rnnclf.train import predict_split, resolve_device
@@ -28,8 +32,10 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path |
         if not data_file.is_file():
             from rnnclf.errors import RnnclfError
 
-            raise RnnclfError(f"data file {data_file} does not exist; give an AG News-format CSV")
-        encoded, skipped = prepare_eval_split(data_config, loaded.vocab, data_file)
+            raise RnnclfError(f"data file {data_file} does not exist; give a file in the format "
+                              "the model was trained on")
+        encoded, skipped = prepare_eval_split(data_config, loaded.vocab, data_file,
+                                              label_names=loaded.label_names)
     elif split == "val":
         data = prepare_training_data(data_config)
         if data.vocab.itos != loaded.vocab.itos:
@@ -39,10 +45,10 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path |
                               "validation split cannot be rebuilt; evaluate on a file instead")
         encoded, source = data.val, f"{data_config.train_file} (validation split)"
     else:
-        path = agnews.locate(agnews.resolve_data_dir(data_config.dir), data_config.test_file,
-                             data_config.download)
+        path = locate_file(data_config, data_config.test_file)
         source = str(path)
-        encoded, skipped = prepare_eval_split(data_config, loaded.vocab, path)
+        encoded, skipped = prepare_eval_split(data_config, loaded.vocab, path,
+                                              label_names=loaded.label_names)
     report = _report(loaded.model, encoded, loaded.label_names,
                      batch_size or loaded.config.train.eval_batch_size,
                      loaded.config.data.max_length, device)

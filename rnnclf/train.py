@@ -18,9 +18,13 @@ from tqdm.auto import tqdm
 
 from rnnclf.checkpoint import load_checkpoint, save_checkpoint
 from rnnclf.config import Config, from_dict, to_yaml
-from rnnclf.data.agnews import resolve_data_dir
 from rnnclf.data.batches import Batch, epoch_batches, eval_batches, eval_order, steps_per_epoch
-from rnnclf.data.dataset import EncodedSplit, TrainingData, prepare_training_data
+from rnnclf.data.dataset import (
+    EncodedSplit,
+    TrainingData,
+    prepare_training_data,
+    resolve_data_dir,
+)
 from rnnclf.errors import RnnclfError, RunFailed
 from rnnclf.factory import build_model, build_optimizer, learning_rate
 from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
@@ -244,7 +248,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         resume_state = load_checkpoint(resume_dir / "last.pt")
         run_dir = resume_dir
     else:
-        config.data.dir = str(resolve_data_dir(config.data.dir))  # runs stay valid from any cwd
+        config.data.dir = str(resolve_data_dir(config.data))  # runs stay valid from any cwd
         run_dir = run_directory(config)
         _prepare_run_directory(run_dir, overwrite)
     if config.train.num_threads > 0:

@@ -173,6 +173,22 @@ def predict(
             typer.echo(shown + note)
 
 
+@app.command("export")
+def export(
+    checkpoint: Annotated[Path, typer.Argument(
+        help="A best.pt/last.pt written by `rnnclf train`.", show_default=False)],
+    format_: Annotated[str, typer.Option(
+        "--format", "-f", help="onnx (needs rnnclf[export]) or torchscript.")] = "onnx",
+    out: Annotated[Path | None, typer.Option(
+        help="Model file to write (default: beside the checkpoint, e.g. best.onnx).")] = None,
+) -> None:
+    """Write the model as ONNX or TorchScript, plus <file>.json (vocabulary, labels, text)."""
+    from rnnclf.export import export_checkpoint
+
+    model_path, info_path = export_checkpoint(checkpoint, format_, out)
+    typer.echo(f"wrote {model_path} and {info_path}")
+
+
 def main() -> None:
     """Console entry point: user errors become one line and a non-zero exit, never a traceback."""
     try:

@@ -173,6 +173,36 @@ def predict(
             typer.echo(shown + note)
 
 
+config_app = typer.Typer(help="Show and check YAML configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    args: Annotated[list[str] | None, typer.Argument(
+        help="CONFIG.yaml (default: the built-in experiment), then overrides section.key=value.",
+        show_default=False)] = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Add each field's meaning (and choices) as a comment.")] = False,
+) -> None:
+    """Print the resolved config as YAML, every default filled in."""
+    from rnnclf.config_tools import show
+
+    config_path, overrides = _split_train_args(args or [])
+    typer.echo(show(config_path, overrides, explain), nl=False)
+
+
+@config_app.command("validate")
+def config_validate(
+    paths: Annotated[list[Path], typer.Argument(
+        help="YAML config files to check.", show_default=False)],
+) -> None:
+    """Check config files; exit non-zero with the first problem."""
+    from rnnclf.config_tools import validate
+
+    validate(paths, log=typer.echo)
+
+
 @app.command("export")
 def export(
     checkpoint: Annotated[Path, typer.Argument(

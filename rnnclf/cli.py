@@ -135,8 +135,9 @@ def _read_texts(texts: list[str]) -> list[str]:
 
 @app.command()
 def predict(
-    texts: Annotated[list[str], typer.Argument(
-        help="Texts to classify; '-' reads one text per line from stdin.", show_default=False)],
+    texts: Annotated[list[str] | None, typer.Argument(
+        help="Texts to classify; '-' reads one text per line from stdin.",
+        show_default=False)] = None,
     checkpoint: Annotated[Path | None, typer.Option(
         "--checkpoint", "-c", help="A best.pt (default: the newest run's best.pt).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1,
@@ -145,15 +146,47 @@ def predict(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     runs_dir: Annotated[Path | None, typer.Option(
         help="Where to look for the newest run ($RNNCLF_RUNS_DIR, else ./runs).")] = None,
+    input_file: Annotated[Path | None, typer.Option(
+        "--input", "-i", help="Classify every row of this .csv/.tsv/.jsonl file.")] = None,
+    output_file: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="With --input: write rows plus predicted_label and probability "
+        "here (.csv/.tsv/.jsonl; '-' for JSON lines on stdout).")] = None,
+    text_field: Annotated[str | None, typer.Option(
+        help="With --input: the text column(s), comma-separated (default: the model's "
+        "data.text_fields for own data, else 'text').")] = None,
+    header: Annotated[bool | None, typer.Option(
+        "--header/--no-header", help="With --input: whether the CSV starts with a header row "
+        "(default: as the model's training file, else yes).", show_default=False)] = None,
+    all_probabilities: Annotated[bool, typer.Option(
+        "--all-probabilities", help="With --input: add a probability_<label> column per "
+        "class.")] = False,
+    batch_size: Annotated[int | None, typer.Option(
+        min=1, help="With --input: texts per model call (default: train.eval_batch_size).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="With --input: show a progress bar.")] = True,
 ) -> None:
-    """Print each text's most probable label(s) and probability."""
+    """Print each text's most probable label(s) and probability, or classify a whole file."""
     from rnnclf.checkpoint import newest_run_checkpoint
     from rnnclf.predict import Predictor
 
+    if (input_file is None) != (output_file is None):
+        raise RnnclfError("--input and --output go together; give both (or texts instead)")
+    if input_file is not None and texts:
+        raise RnnclfError("give texts or --input FILE, not both")
     if checkpoint is None:
         checkpoint = newest_run_checkpoint(_runs_dir(runs_dir))
         if not json_output:
             typer.echo(f"checkpoint: {checkpoint}", err=True)
+    if input_file is not None and output_file is not None:
+        from rnnclf.batch_predict import predict_file
+
+        stats = predict_file(checkpoint, input_file, output_file, text_field, header,
+                             all_probabilities, batch_size, device_name=device,
+                             progress=progress)
+        note = f"; {stats.empty} rows without text left unlabelled" if stats.empty else ""
+        typer.echo(f"classified {stats.rows} rows -> {output_file}{note}", err=True)
+        return
+    texts = texts or []
     items = _read_texts(texts)
     if not items:
         raise RnnclfError("no text to classify; pass texts as arguments or '-' with lines on stdin")

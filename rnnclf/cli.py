@@ -115,7 +115,8 @@ def eval_(
         checkpoint = newest_run_checkpoint(_runs_dir(runs_dir))
         if not json_output:
             typer.echo(f"checkpoint: {checkpoint}", err=True)
-    report = evaluate_checkpoint(checkpoint, split=split, data_file=data, device_name=device)
+    report = evaluate_checkpoint(checkpoint, split=split, data_file=data, device_name=device,
+                                 log=lambda message: typer.echo(message, err=True))
     if json_output:
         typer.echo(json.dumps(report))
     else:
@@ -204,6 +205,19 @@ def predict(
                               for label, probability in zip(result.labels, result.probabilities))
             note = "  (truncated)" if result.truncated else ""
             typer.echo(shown + note)
+
+
+@app.command("plot")
+def plot(
+    run_dir: Annotated[Path, typer.Argument(
+        help="A run folder (runs/<name>) with metrics.jsonl and/or eval.json.",
+        show_default=False)],
+) -> None:
+    """Redraw curves.png (loss/accuracy per epoch) and confusion.png (after eval) of a run."""
+    from rnnclf.plots import redraw
+
+    for path in redraw(run_dir):
+        typer.echo(f"wrote {path}")
 
 
 config_app = typer.Typer(help="Show and check YAML configs.", no_args_is_help=True)

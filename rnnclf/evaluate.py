@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from rnnclf import plots
 from rnnclf.checkpoint import load_model
 from rnnclf.data.dataset import (
     EncodedSplit,
@@ -21,8 +23,10 @@ from rnnclf.train import predict_split, resolve_device
 
 def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path | None = None,
                         device_name: str = "auto", batch_size: int | None = None,
-                        write: bool = True) -> dict[str, Any]:
-    """Metrics of `checkpoint` on `split` ("test" or "val") or on `data_file`; writes eval.json."""
+                        write: bool = True, log: Callable[[str], None] | None = None
+                        ) -> dict[str, Any]:
+    """Metrics of `checkpoint` on `split` ("test" or "val") or on `data_file`; writes eval.json
+    and, with matplotlib installed, the confusion matrix as confusion.png beside it."""
     device = resolve_device(device_name)
     loaded = load_model(checkpoint, device)
     data_config = loaded.config.data
@@ -59,6 +63,8 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path |
         if data_file is not None:
             name = f"eval_{data_file.stem}.json"
         write_json(checkpoint.parent / name, report)
+        image = plots.confusion_path(checkpoint.parent / name)
+        plots.try_plot(lambda: plots.plot_confusion(report, image), log)
     return report
 
 

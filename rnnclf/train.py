@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from rnnclf import plots
 from rnnclf.checkpoint import load_checkpoint, save_checkpoint
 from rnnclf.config import Config, from_dict, to_yaml
 from rnnclf.data.batches import Batch, epoch_batches, eval_batches, eval_order, steps_per_epoch
@@ -343,6 +344,8 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         "epochs": read_jsonl(run_dir / "metrics.jsonl"),
     }
     write_json(run_dir / "summary.json", summary)
+    plots.try_plot(lambda: plots.plot_curves(summary["epochs"], run_dir / plots.CURVES,
+                                             run_dir.name), log)
     log(f"best val accuracy {progress.best_val_acc:.4f} (epoch {progress.best_epoch}); "
         f"checkpoint {run_dir / 'best.pt'}")
     return summary

@@ -183,6 +183,12 @@ def test_train_and_eval_end_to_end_on_own_data(tmp_path: Path, dataset: str) -> 
     report = evaluate_checkpoint(checkpoint, device_name="cpu")
     assert report["labels"] == ["cats", "dogs", "fish"]
     assert report["accuracy"] > 0.9
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert (checkpoint.parent / "curves.png").is_file()
+    assert (checkpoint.parent / "confusion.png").is_file()
 
 
 def test_shipped_example_config_trains(tmp_path: Path) -> None:

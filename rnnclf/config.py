@@ -119,6 +119,8 @@ class TrainConfig:
     device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     num_threads: int = param(0, "CPU threads for torch; 0 = torch's default", min=0)
     progress: bool = param(True, "show a progress bar per epoch")
+    tensorboard: bool = param(False, "log scalars and hyperparameters to runs/<name>/tb/ "
+                              "(needs rnnclf[tensorboard])")
 
 
 @dataclass

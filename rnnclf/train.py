@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import time
@@ -30,6 +31,7 @@ from rnnclf.errors import RnnclfError, RunFailed
 from rnnclf.factory import build_model, build_optimizer, learning_rate
 from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.model import count_parameters
+from rnnclf.tensorboard_log import TensorBoardLog
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "summary.json", "eval.json")
 LOG_EVERY = 20  # steps between progress-bar refreshes (each refresh reads values off the device)
@@ -135,7 +137,8 @@ def _forward_loss(model: nn.Module, batch: Batch, label_smoothing: float
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: Config,
                     split: EncodedSplit, device: torch.device, progress: Progress,
-                    total_steps: int, stop: StopSignal, save_last: Any) -> EpochTotals:
+                    total_steps: int, stop: StopSignal, save_last: Any,
+                    tensorboard: TensorBoardLog | None = None) -> EpochTotals:
     """Train on one epoch's batches from `progress.step_in_epoch` on; returns the epoch's sums."""
     model.train()
     totals = EpochTotals.from_state(progress.totals, device)
@@ -164,15 +167,19 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: 
         progress.global_step += 1
         bar.update(1)
         if progress.step_in_epoch % LOG_EVERY == 0 or stop.received is not None:
-            mean_loss = totals.loss_sum.item() / totals.seen
+            loss_sum, correct = totals.loss_sum.item(), int(totals.correct.item())
+            mean_loss = loss_sum / totals.seen
             if mean_loss != mean_loss or mean_loss in (float("inf"), float("-inf")):
                 raise RunFailed(f"the training loss became {mean_loss} at epoch "
                                 f"{progress.epoch + 1}, step {progress.global_step}; nothing was "
                                 "saved from this point. Lower optim.lr or set optim.grad_clip")
             rate = (totals.seen - seen_at_start) / max(1e-9, time.perf_counter() - started)
             bar.set_postfix(loss=f"{mean_loss:.4f}",
-                            acc=f"{totals.correct.item() / totals.seen:.4f}",
+                            acc=f"{correct / totals.seen:.4f}",
                             samples_s=f"{rate:.0f}", refresh=False)
+            if tensorboard is not None:
+                tensorboard.log_step(progress.global_step, loss_sum, correct, totals.seen, lr,
+                                     rate)
         if stop.received is not None:
             progress.totals = totals.to_state()
             save_last()
@@ -292,11 +299,14 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
 
     stop = StopSignal()
     stopped_early = False
-    with stop.installed():
+    tensorboard = (TensorBoardLog(run_dir, config, progress.global_step)
+                   if config.train.tensorboard else None)
+    with stop.installed(), (contextlib.closing(tensorboard) if tensorboard is not None
+                            else contextlib.nullcontext()):
         while progress.epoch < config.train.epochs:
             epoch_started = time.perf_counter()
             totals = train_one_epoch(model, optimizer, config, data.train, device, progress,
-                                     total_steps, stop, save_last)
+                                     total_steps, stop, save_last, tensorboard)
             train_seconds = time.perf_counter() - epoch_started
             val = evaluate(model, data.val, config.train.eval_batch_size, config.data.max_length,
                            device)
@@ -322,6 +332,8 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                 save_checkpoint(run_dir / "best.pt", checkpoint_state())
             save_last()
             append_jsonl(run_dir / "metrics.jsonl", record)
+            if tensorboard is not None:
+                tensorboard.log_epoch(record)
             log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc "
                 f"{record['train_acc']:.4f} | val loss {record['val_loss']:.4f} acc "
                 f"{record['val_acc']:.4f}{' *' if improved else ''} | "

@@ -15,7 +15,8 @@ from rnnclf.errors import RnnclfError
 
 app = typer.Typer(
     name="rnnclf",
-    help="Train, evaluate and use recurrent (RNN/LSTM/GRU) text classifiers on AG News.",
+    help="Train, evaluate and use recurrent (RNN/LSTM/GRU) text classifiers on AG News or "
+         "your own CSV/JSON-lines data.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,

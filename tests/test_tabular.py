@@ -176,7 +176,7 @@ def test_train_and_eval_end_to_end_on_own_data(tmp_path: Path, dataset: str) -> 
         f"data.test_file=test.{dataset}", "data.text_fields=title,body",
         "data.label_field=animal", "data.min_freq=1", "model.embedding_dim=8",
         "model.hidden_size=8", "train.epochs=4", "train.batch_size=16", "train.progress=false",
-        "optim.lr=0.02", "train.name=own"])
+        "optim.lr=0.02", "train.name=own", "train.num_threads=1"])
     summary = fit(config, log=lambda message: None)
     checkpoint = Path(summary["run_dir"]) / "best.pt"
     assert load_checkpoint(checkpoint)["label_names"] == ["cats", "dogs", "fish"]
@@ -194,7 +194,7 @@ def test_train_and_eval_end_to_end_on_own_data(tmp_path: Path, dataset: str) -> 
 def test_shipped_example_config_trains(tmp_path: Path) -> None:
     shutil.copytree(REPO / "examples", tmp_path / "examples")
     config = load_config(REPO / "configs" / "example_own_csv.yaml",
-                         ["train.epochs=1", "train.progress=false"])
+                         ["train.epochs=1", "train.progress=false", "train.num_threads=1"])
     summary = fit(config, log=lambda message: None)
     payload = load_checkpoint(Path(summary["run_dir"]) / "best.pt")
     assert payload["label_names"] == ["negative", "neutral", "positive"]

@@ -39,7 +39,7 @@ def test_tensorboard_scalars_and_hparams(tmp_path: Path) -> None:
         "data.dataset=csv", f"data.dir={tmp_path}", "data.min_freq=1", "data.val_fraction=0.2",
         "model.embedding_dim=8", "model.hidden_size=8", "train.batch_size=8", "train.epochs=2",
         "train.progress=false", "train.tensorboard=true", f"train.runs_dir={tmp_path}/runs",
-        "train.name=tb", "train.early_stopping_patience=0"])
+        "train.name=tb", "train.early_stopping_patience=0", "train.num_threads=1"])
     fit(config, log=lambda message: None)
     run = tmp_path / "runs" / "tb"
     records = read_jsonl(run / "metrics.jsonl")

@@ -366,7 +366,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
 def load_resume_config(run_dir: Path, overrides: list[str]) -> Config:
     """The saved config of a run, with the few overrides that make sense when resuming."""
     allowed = {"train.epochs", "train.device", "train.num_threads", "train.progress",
-               "train.early_stopping_patience", "train.eval_batch_size"}
+               "train.early_stopping_patience", "train.eval_batch_size", "train.tensorboard"}
     if not (run_dir / "last.pt").is_file():
         raise RnnclfError(f"{run_dir} holds no last.pt to resume from; start a new run instead")
     payload = load_checkpoint(run_dir / "last.pt")

@@ -15,7 +15,8 @@ from rnnclf.errors import RnnclfError
 
 app = typer.Typer(
     name="rnnclf",
-    help="Train, evaluate and use recurrent (RNN/LSTM/GRU) text classifiers on AG News.",
+    help="Train, evaluate and use recurrent (RNN/LSTM/GRU) text classifiers on AG News or "
+         "your own CSV/JSON-lines data.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
@@ -98,7 +99,7 @@ def eval_(
         help="A best.pt/last.pt (default: the newest run's best.pt).", show_default=False)] = None,
     split: Annotated[str, typer.Option(help="test or val.")] = "test",
     data: Annotated[Path | None, typer.Option(
-        help="Evaluate on this AG News-format CSV instead.")] = None,
+        help="Evaluate on this file (in the format the model was trained on) instead.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     runs_dir: Annotated[Path | None, typer.Option(
@@ -115,7 +116,8 @@ def eval_(
         checkpoint = newest_run_checkpoint(_runs_dir(runs_dir))
         if not json_output:
             typer.echo(f"checkpoint: {checkpoint}", err=True)
-    report = evaluate_checkpoint(checkpoint, split=split, data_file=data, device_name=device)
+    report = evaluate_checkpoint(checkpoint, split=split, data_file=data, device_name=device,
+                                 log=lambda message: typer.echo(message, err=True))
     if json_output:
         typer.echo(json.dumps(report))
     else:
@@ -135,8 +137,9 @@ def _read_texts(texts: list[str]) -> list[str]:
 
 @app.command()
 def predict(
-    texts: Annotated[list[str], typer.Argument(
-        help="Texts to classify; '-' reads one text per line from stdin.", show_default=False)],
+    texts: Annotated[list[str] | None, typer.Argument(
+        help="Texts to classify; '-' reads one text per line from stdin.",
+        show_default=False)] = None,
     checkpoint: Annotated[Path | None, typer.Option(
         "--checkpoint", "-c", help="A best.pt (default: the newest run's best.pt).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1,
@@ -145,15 +148,47 @@ def predict(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     runs_dir: Annotated[Path | None, typer.Option(
         help="Where to look for the newest run ($RNNCLF_RUNS_DIR, else ./runs).")] = None,
+    input_file: Annotated[Path | None, typer.Option(
+        "--input", "-i", help="Classify every row of this .csv/.tsv/.jsonl file.")] = None,
+    output_file: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="With --input: write rows plus predicted_label and probability "
+        "here (.csv/.tsv/.jsonl; '-' for JSON lines on stdout).")] = None,
+    text_field: Annotated[str | None, typer.Option(
+        help="With --input: the text column(s), comma-separated (default: the model's "
+        "data.text_fields for own data, else 'text').")] = None,
+    header: Annotated[bool | None, typer.Option(
+        "--header/--no-header", help="With --input: whether the CSV starts with a header row "
+        "(default: as the model's training file, else yes).", show_default=False)] = None,
+    all_probabilities: Annotated[bool, typer.Option(
+        "--all-probabilities", help="With --input: add a probability_<label> column per "
+        "class.")] = False,
+    batch_size: Annotated[int | None, typer.Option(
+        min=1, help="With --input: texts per model call (default: train.eval_batch_size).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="With --input: show a progress bar.")] = True,
 ) -> None:
-    """Print each text's most probable label(s) and probability."""
+    """Print each text's most probable label(s) and probability, or classify a whole file."""
     from rnnclf.checkpoint import newest_run_checkpoint
     from rnnclf.predict import Predictor
 
+    if (input_file is None) != (output_file is None):
+        raise RnnclfError("--input and --output go together; give both (or texts instead)")
+    if input_file is not None and texts:
+        raise RnnclfError("give texts or --input FILE, not both")
     if checkpoint is None:
         checkpoint = newest_run_checkpoint(_runs_dir(runs_dir))
         if not json_output:
             typer.echo(f"checkpoint: {checkpoint}", err=True)
+    if input_file is not None and output_file is not None:
+        from rnnclf.batch_predict import predict_file
+
+        stats = predict_file(checkpoint, input_file, output_file, text_field, header,
+                             all_probabilities, batch_size, device_name=device,
+                             progress=progress)
+        note = f"; {stats.empty} rows without text left unlabelled" if stats.empty else ""
+        typer.echo(f"classified {stats.rows} rows -> {output_file}{note}", err=True)
+        return
+    texts = texts or []
     items = _read_texts(texts)
     if not items:
         raise RnnclfError("no text to classify; pass texts as arguments or '-' with lines on stdin")
@@ -171,6 +206,101 @@ def predict(
                               for label, probability in zip(result.labels, result.probabilities))
             note = "  (truncated)" if result.truncated else ""
             typer.echo(shown + note)
+
+
+@app.command("plot")
+def plot(
+    run_dir: Annotated[Path, typer.Argument(
+        help="A run folder (runs/<name>) with metrics.jsonl and/or eval.json.",
+        show_default=False)],
+) -> None:
+    """Redraw curves.png (loss/accuracy per epoch) and confusion.png (after eval) of a run."""
+    from rnnclf.plots import redraw
+
+    for path in redraw(run_dir):
+        typer.echo(f"wrote {path}")
+
+
+config_app = typer.Typer(help="Show and check YAML configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    args: Annotated[list[str] | None, typer.Argument(
+        help="CONFIG.yaml (default: the built-in experiment), then overrides section.key=value.",
+        show_default=False)] = None,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Add each field's meaning (and choices) as a comment.")] = False,
+) -> None:
+    """Print the resolved config as YAML, every default filled in."""
+    from rnnclf.config_tools import show
+
+    config_path, overrides = _split_train_args(args or [])
+    typer.echo(show(config_path, overrides, explain), nl=False)
+
+
+@config_app.command("validate")
+def config_validate(
+    paths: Annotated[list[Path], typer.Argument(
+        help="YAML config files to check.", show_default=False)],
+) -> None:
+    """Check config files; exit non-zero with the first problem."""
+    from rnnclf.config_tools import validate
+
+    validate(paths, log=typer.echo)
+
+
+data_app = typer.Typer(help="Get AG News ahead of time; describe a dataset.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("download")
+def data_download(
+    dir_: Annotated[str, typer.Option(
+        "--dir", help="Folder for train.csv/test.csv (default: $RNNCLF_DATA_DIR, else "
+        "~/.cache/rnnclf/ag_news).")] = "",
+    mirror: Annotated[str | None, typer.Option(
+        help="Base URL to download from (default: $RNNCLF_AGNEWS_MIRROR, else the "
+        "CharCnn_Keras mirror).")] = None,
+) -> None:
+    """Download AG News (train.csv, test.csv) and check their MD5s; verifies files already there."""
+    from rnnclf.data.info import download_ag_news
+
+    download_ag_news(dir_, mirror, log=typer.echo)
+
+
+@data_app.command("info")
+def data_info(
+    args: Annotated[list[str] | None, typer.Argument(
+        help="CONFIG.yaml (default: the built-in experiment), then overrides section.key=value.",
+        show_default=False)] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Row counts, label balance, text lengths in tokens and vocabulary coverage per split."""
+    from rnnclf.config import load_config
+    from rnnclf.data.info import dataset_info, format_info
+
+    config_path, overrides = _split_train_args(args or [])
+    info = dataset_info(load_config(config_path, overrides).data)
+    typer.echo(json.dumps(info) if json_output else format_info(info))
+
+
+@app.command("export")
+def export(
+    checkpoint: Annotated[Path, typer.Argument(
+        help="A best.pt/last.pt written by `rnnclf train`.", show_default=False)],
+    format_: Annotated[str, typer.Option(
+        "--format", "-f", help="onnx (needs rnnclf[export]) or torchscript.")] = "onnx",
+    out: Annotated[Path | None, typer.Option(
+        help="Model file to write (default: beside the checkpoint, e.g. best.onnx).")] = None,
+) -> None:
+    """Write the model as ONNX or TorchScript, plus <file>.json (vocabulary, labels, text)."""
+    from rnnclf.export import export_checkpoint
+
+    model_path, info_path = export_checkpoint(checkpoint, format_, out)
+    typer.echo(f"wrote {model_path} and {info_path}")
 
 
 def main() -> None:

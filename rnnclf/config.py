@@ -43,13 +43,20 @@ def param(
 
 @dataclass
 class DataConfig:
-    dataset: str = param("ag_news", "which dataset reader to use", choices=("ag_news",))
+    dataset: str = param("ag_news", "which dataset reader to use: AG News, or your own file",
+                         choices=("ag_news", "csv", "jsonl"))
     dir: str = param(
-        "", "folder with the CSV files; empty: $RNNCLF_DATA_DIR, else ~/.cache/rnnclf/ag_news"
+        "", "folder with the data files; empty: for ag_news $RNNCLF_DATA_DIR, else "
+        "~/.cache/rnnclf/ag_news; for csv/jsonl the current folder"
     )
     train_file: str = param("train.csv", "training file name inside data.dir")
     test_file: str = param("test.csv", "test file name inside data.dir (read only by eval)")
     download: bool = param(True, "download AG News (MD5-verified) when the files are missing")
+    text_fields: str = param("text", "csv/jsonl: the column(s) holding the text, comma-separated "
+                             "and joined by a space; 0-based numbers when data.header is false")
+    label_field: str = param("label", "csv/jsonl: the column holding the label (a name or a "
+                             "whole number); a 0-based number when data.header is false")
+    header: bool = param(True, "csv: the first row names the columns")
     clean: bool = param(True, "undo AG News artifacts (\\ line breaks, #39; entities, markup)")
     val_fraction: float = param(
         0.05, "share of training rows held out for validation", min=0.0, max=0.5,
@@ -112,6 +119,8 @@ class TrainConfig:
     device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     num_threads: int = param(0, "CPU threads for torch; 0 = torch's default", min=0)
     progress: bool = param(True, "show a progress bar per epoch")
+    tensorboard: bool = param(False, "log scalars and hyperparameters to runs/<name>/tb/ "
+                              "(needs rnnclf[tensorboard])")
 
 
 @dataclass
@@ -216,7 +225,26 @@ def from_dict(raw: Any, source: str = "config") -> Config:
         raise RnnclfError(
             f"train.device: {config.train.device!r} is not allowed; use auto, cpu, cuda or cuda:N"
         )
+    _check_data_fields(config.data)
     return config
+
+
+def _check_data_fields(data: DataConfig) -> None:
+    """Own-data column settings: at least one text field; numbers when there is no header."""
+    if data.dataset == "ag_news":
+        return
+    names = [name.strip() for name in data.text_fields.split(",") if name.strip()]
+    if not names:
+        raise RnnclfError(f"data.text_fields: {data.text_fields!r} is not allowed; name the "
+                          "text column(s), comma-separated (e.g. text or title,body)")
+    if not data.label_field.strip():
+        raise RnnclfError("data.label_field: '' is not allowed; name the label column")
+    if data.dataset == "csv" and not data.header:
+        for key, values in (("data.text_fields", names), ("data.label_field",
+                                                          [data.label_field.strip()])):
+            if not all(value.isdigit() for value in values):
+                raise RnnclfError(f"{key}: {', '.join(values)!r} is not allowed with "
+                                  "data.header=false; give 0-based column numbers (e.g. 0 or 1,2)")
 
 
 def parse_override(text: str) -> tuple[str, str, str]:

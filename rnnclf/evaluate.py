@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from rnnclf import plots
 from rnnclf.checkpoint import load_model
-from rnnclf.data import agnews
-from rnnclf.data.dataset import EncodedSplit, prepare_eval_split, prepare_training_data
+from rnnclf.data.dataset import (
+    EncodedSplit,
+    locate_file,
+    prepare_eval_split,
+    prepare_training_data,
+)
 from rnnclf.io import write_json
 from rnnclf.metrics import classification_report
 from rnnclf.train import predict_split, resolve_device
@@ -17,8 +23,10 @@ from rnnclf.train import predict_split, resolve_device
 
 def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path | None = None,
                         device_name: str = "auto", batch_size: int | None = None,
-                        write: bool = True) -> dict[str, Any]:
-    """Metrics of `checkpoint` on `split` ("test" or "val") or on `data_file`; writes eval.json."""
+                        write: bool = True, log: Callable[[str], None] | None = None
+                        ) -> dict[str, Any]:
+    """Metrics of `checkpoint` on `split` ("test" or "val") or on `data_file`; writes eval.json
+    and, with matplotlib installed, the confusion matrix as confusion.png beside it."""
     device = resolve_device(device_name)
     loaded = load_model(checkpoint, device)
     data_config = loaded.config.data
@@ -28,8 +36,10 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path |
         if not data_file.is_file():
             from rnnclf.errors import RnnclfError
 
-            raise RnnclfError(f"data file {data_file} does not exist; give an AG News-format CSV")
-        encoded, skipped = prepare_eval_split(data_config, loaded.vocab, data_file)
+            raise RnnclfError(f"data file {data_file} does not exist; give a file in the format "
+                              "the model was trained on")
+        encoded, skipped = prepare_eval_split(data_config, loaded.vocab, data_file,
+                                              label_names=loaded.label_names)
     elif split == "val":
         data = prepare_training_data(data_config)
         if data.vocab.itos != loaded.vocab.itos:
@@ -39,10 +49,10 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path |
                               "validation split cannot be rebuilt; evaluate on a file instead")
         encoded, source = data.val, f"{data_config.train_file} (validation split)"
     else:
-        path = agnews.locate(agnews.resolve_data_dir(data_config.dir), data_config.test_file,
-                             data_config.download)
+        path = locate_file(data_config, data_config.test_file)
         source = str(path)
-        encoded, skipped = prepare_eval_split(data_config, loaded.vocab, path)
+        encoded, skipped = prepare_eval_split(data_config, loaded.vocab, path,
+                                              label_names=loaded.label_names)
     report = _report(loaded.model, encoded, loaded.label_names,
                      batch_size or loaded.config.train.eval_batch_size,
                      loaded.config.data.max_length, device)
@@ -53,6 +63,8 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path |
         if data_file is not None:
             name = f"eval_{data_file.stem}.json"
         write_json(checkpoint.parent / name, report)
+        image = plots.confusion_path(checkpoint.parent / name)
+        plots.try_plot(lambda: plots.plot_confusion(report, image), log)
     return report
 
 

@@ -33,6 +33,7 @@ class Predictor:
         self.model = loaded.model
         self.vocab = loaded.vocab
         self.label_names = loaded.label_names
+        self.data_config = loaded.config.data
         self.clean = loaded.config.data.clean
         self.max_length = loaded.config.data.max_length
         self.batch_size = loaded.config.train.eval_batch_size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import time
@@ -16,15 +17,21 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from rnnclf import plots
 from rnnclf.checkpoint import load_checkpoint, save_checkpoint
 from rnnclf.config import Config, from_dict, to_yaml
-from rnnclf.data.agnews import resolve_data_dir
 from rnnclf.data.batches import Batch, epoch_batches, eval_batches, eval_order, steps_per_epoch
-from rnnclf.data.dataset import EncodedSplit, TrainingData, prepare_training_data
+from rnnclf.data.dataset import (
+    EncodedSplit,
+    TrainingData,
+    prepare_training_data,
+    resolve_data_dir,
+)
 from rnnclf.errors import RnnclfError, RunFailed
 from rnnclf.factory import build_model, build_optimizer, learning_rate
 from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.model import count_parameters
+from rnnclf.tensorboard_log import TensorBoardLog
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "summary.json", "eval.json")
 LOG_EVERY = 20  # steps between progress-bar refreshes (each refresh reads values off the device)
@@ -130,7 +137,8 @@ def _forward_loss(model: nn.Module, batch: Batch, label_smoothing: float
 
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: Config,
                     split: EncodedSplit, device: torch.device, progress: Progress,
-                    total_steps: int, stop: StopSignal, save_last: Any) -> EpochTotals:
+                    total_steps: int, stop: StopSignal, save_last: Any,
+                    tensorboard: TensorBoardLog | None = None) -> EpochTotals:
     """Train on one epoch's batches from `progress.step_in_epoch` on; returns the epoch's sums."""
     model.train()
     totals = EpochTotals.from_state(progress.totals, device)
@@ -159,15 +167,19 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: 
         progress.global_step += 1
         bar.update(1)
         if progress.step_in_epoch % LOG_EVERY == 0 or stop.received is not None:
-            mean_loss = totals.loss_sum.item() / totals.seen
+            loss_sum, correct = totals.loss_sum.item(), int(totals.correct.item())
+            mean_loss = loss_sum / totals.seen
             if mean_loss != mean_loss or mean_loss in (float("inf"), float("-inf")):
                 raise RunFailed(f"the training loss became {mean_loss} at epoch "
                                 f"{progress.epoch + 1}, step {progress.global_step}; nothing was "
                                 "saved from this point. Lower optim.lr or set optim.grad_clip")
             rate = (totals.seen - seen_at_start) / max(1e-9, time.perf_counter() - started)
             bar.set_postfix(loss=f"{mean_loss:.4f}",
-                            acc=f"{totals.correct.item() / totals.seen:.4f}",
+                            acc=f"{correct / totals.seen:.4f}",
                             samples_s=f"{rate:.0f}", refresh=False)
+            if tensorboard is not None:
+                tensorboard.log_step(progress.global_step, loss_sum, correct, totals.seen, lr,
+                                     rate)
         if stop.received is not None:
             progress.totals = totals.to_state()
             save_last()
@@ -244,7 +256,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         resume_state = load_checkpoint(resume_dir / "last.pt")
         run_dir = resume_dir
     else:
-        config.data.dir = str(resolve_data_dir(config.data.dir))  # runs stay valid from any cwd
+        config.data.dir = str(resolve_data_dir(config.data))  # runs stay valid from any cwd
         run_dir = run_directory(config)
         _prepare_run_directory(run_dir, overwrite)
     if config.train.num_threads > 0:
@@ -287,11 +299,14 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
 
     stop = StopSignal()
     stopped_early = False
-    with stop.installed():
+    tensorboard = (TensorBoardLog(run_dir, config, progress.global_step)
+                   if config.train.tensorboard else None)
+    with stop.installed(), (contextlib.closing(tensorboard) if tensorboard is not None
+                            else contextlib.nullcontext()):
         while progress.epoch < config.train.epochs:
             epoch_started = time.perf_counter()
             totals = train_one_epoch(model, optimizer, config, data.train, device, progress,
-                                     total_steps, stop, save_last)
+                                     total_steps, stop, save_last, tensorboard)
             train_seconds = time.perf_counter() - epoch_started
             val = evaluate(model, data.val, config.train.eval_batch_size, config.data.max_length,
                            device)
@@ -317,6 +332,8 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                 save_checkpoint(run_dir / "best.pt", checkpoint_state())
             save_last()
             append_jsonl(run_dir / "metrics.jsonl", record)
+            if tensorboard is not None:
+                tensorboard.log_epoch(record)
             log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc "
                 f"{record['train_acc']:.4f} | val loss {record['val_loss']:.4f} acc "
                 f"{record['val_acc']:.4f}{' *' if improved else ''} | "
@@ -339,6 +356,8 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         "epochs": read_jsonl(run_dir / "metrics.jsonl"),
     }
     write_json(run_dir / "summary.json", summary)
+    plots.try_plot(lambda: plots.plot_curves(summary["epochs"], run_dir / plots.CURVES,
+                                             run_dir.name), log)
     log(f"best val accuracy {progress.best_val_acc:.4f} (epoch {progress.best_epoch}); "
         f"checkpoint {run_dir / 'best.pt'}")
     return summary
@@ -347,7 +366,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
 def load_resume_config(run_dir: Path, overrides: list[str]) -> Config:
     """The saved config of a run, with the few overrides that make sense when resuming."""
     allowed = {"train.epochs", "train.device", "train.num_threads", "train.progress",
-               "train.early_stopping_patience", "train.eval_batch_size"}
+               "train.early_stopping_patience", "train.eval_batch_size", "train.tensorboard"}
     if not (run_dir / "last.pt").is_file():
         raise RnnclfError(f"{run_dir} holds no last.pt to resume from; start a new run instead")
     payload = load_checkpoint(run_dir / "last.pt")

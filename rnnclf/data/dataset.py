@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from rnnclf.config import DataConfig
-from rnnclf.data import agnews
+from rnnclf.data import agnews, tabular
+from rnnclf.data.agnews import Row
 from rnnclf.data.text import UNK_INDEX, Vocab, clean_ag_news, tokenize
 from rnnclf.errors import RnnclfError
 from rnnclf.io import atomic_torch_save
@@ -119,15 +120,59 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     return order[n_val:].sort().values, order[:n_val].sort().values
 
 
+def resolve_data_dir(config: DataConfig) -> Path:
+    """Absolute data folder: AG News' default cache folder, or the current folder for own data."""
+    if config.dataset == "ag_news" or config.dir:
+        return agnews.resolve_data_dir(config.dir)
+    return Path.cwd().resolve()
+
+
+def locate_file(config: DataConfig, file_name: str) -> Path:
+    """Path of a data file; only AG News is ever downloaded."""
+    data_dir = resolve_data_dir(config)
+    if config.dataset == "ag_news":
+        return agnews.locate(data_dir, file_name, config.download)
+    path = data_dir / file_name
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "is missing"
+        raise RnnclfError(f"{path} {what}; set data.dir / data.train_file / data.test_file to "
+                          f"your {config.dataset} file(s)")
+    return path
+
+
+def _format_key(config: DataConfig) -> tuple[object, ...]:
+    """Cache-key parts for how rows are read (empty for AG News, so its old caches stay valid)."""
+    if config.dataset == "ag_news":
+        return ()
+    return (config.dataset, config.text_fields, config.label_field, config.header)
+
+
+def read_training_rows(config: DataConfig, path: Path) -> tuple[list[Row], list[str], list[str]]:
+    """Rows, skipped-row notes and label names of a training file, in any supported format."""
+    if config.dataset == "ag_news":
+        rows, skipped = agnews.read_rows(path, config.on_bad_row)
+        return rows, skipped, list(agnews.LABEL_NAMES)
+    return tabular.read_training_rows(path, config)
+
+
+def read_eval_rows(config: DataConfig, path: Path, label_names: list[str] | None
+                   ) -> tuple[list[Row], list[str]]:
+    """Rows of an evaluation file labelled with the trained model's label names."""
+    if config.dataset == "ag_news":
+        return agnews.read_rows(path, config.on_bad_row)
+    if label_names is None:
+        raise ValueError("own-data evaluation needs the trained model's label names")
+    return tabular.read_eval_rows(path, config, label_names)
+
+
 def prepare_training_data(config: DataConfig, cache_dir: Path | None = None) -> TrainingData:
     """Read the training file, split off validation, build the vocabulary, numericalize; cached."""
-    data_dir = agnews.resolve_data_dir(config.dir)
-    train_path = agnews.locate(data_dir, config.train_file, config.download)
+    train_path = locate_file(config, config.train_file)
     cache_dir = cache_dir or (Path(config.cache_dir).expanduser() if config.cache_dir
                               else default_cache_dir())
     key = _cache_key(PREPROCESS_VERSION, "train", _file_digest(train_path), config.clean,
                      config.val_fraction, config.split_seed, config.min_freq,
-                     config.max_vocab_size, config.on_bad_row)
+                     config.max_vocab_size, config.on_bad_row, *_format_key(config))
     cache_path = cache_dir / f"train-{key}.pt"
     cached = _load_cache(cache_path)
     if cached is not None:
@@ -137,14 +182,14 @@ def prepare_training_data(config: DataConfig, cache_dir: Path | None = None) -> 
                                 int(cached["skipped_rows"]))
         except (KeyError, TypeError, ValueError):
             pass  # stale layout: rebuild below
-    rows, skipped = agnews.read_rows(train_path, config.on_bad_row)
+    rows, skipped, label_names = read_training_rows(config, train_path)
     train_index, val_index = split_indices(len(rows), config.val_fraction, config.split_seed)
     token_lists = [text_of(row.text, config.clean) for row in rows]
     labels = [row.label for row in rows]
     vocab = Vocab.build((token_lists[i] for i in train_index.tolist()), config.min_freq,
                         config.max_vocab_size)
     everything = encode_texts(token_lists, labels, vocab)
-    data = TrainingData(vocab, list(agnews.LABEL_NAMES), everything.subset(train_index),
+    data = TrainingData(vocab, label_names, everything.subset(train_index),
                         everything.subset(val_index), len(skipped))
     _save_cache(cache_path, {
         "vocab": vocab.itos, "label_names": data.label_names, "skipped_rows": len(skipped),
@@ -154,13 +199,16 @@ def prepare_training_data(config: DataConfig, cache_dir: Path | None = None) -> 
 
 
 def prepare_eval_split(config: DataConfig, vocab: Vocab, path: Path,
-                       cache_dir: Path | None = None) -> tuple[EncodedSplit, int]:
-    """Any AG News-format file, numericalized with a trained model's vocabulary; cached."""
+                       cache_dir: Path | None = None, label_names: list[str] | None = None
+                       ) -> tuple[EncodedSplit, int]:
+    """A file in the config's format, numericalized with a trained model's vocabulary (and, for
+    own data, labelled with its `label_names`); cached."""
     cache_dir = cache_dir or (Path(config.cache_dir).expanduser() if config.cache_dir
                               else default_cache_dir())
     vocab_digest = hashlib.sha256("\n".join(vocab.itos).encode()).hexdigest()
     key = _cache_key(PREPROCESS_VERSION, "eval", _file_digest(path), config.clean, vocab_digest,
-                     config.on_bad_row)
+                     config.on_bad_row, *_format_key(config),
+                     *([label_names] if config.dataset != "ag_news" else []))
     cache_path = cache_dir / f"eval-{key}.pt"
     cached = _load_cache(cache_path)
     if cached is not None:
@@ -168,7 +216,7 @@ def prepare_eval_split(config: DataConfig, vocab: Vocab, path: Path,
             return EncodedSplit(**cached["split"]), int(cached["skipped_rows"])
         except (KeyError, TypeError):
             pass
-    rows, skipped = agnews.read_rows(path, config.on_bad_row)
+    rows, skipped = read_eval_rows(config, path, label_names)
     split = encode_texts([text_of(row.text, config.clean) for row in rows],
                          [row.label for row in rows], vocab)
     _save_cache(cache_path, {"split": split.to_dict(), "skipped_rows": len(skipped)})

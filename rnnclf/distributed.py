@@ -13,10 +13,7 @@ every helper is a no-op, so `fit()` reads the same either way.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -226,38 +223,31 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
-def torchrun_command(nproc: int, rnnclf_args: list[str]) -> list[str]:
-    """The torchrun command line that runs `rnnclf <rnnclf_args>` in `nproc` local processes."""
-    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-            "--nnodes=1", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-            "-m", "rnnclf", *rnnclf_args]
+def torchrun_arguments(nproc: int, rnnclf_args: list[str]) -> list[str]:
+    """torchrun's arguments that run `rnnclf <rnnclf_args>` in `nproc` processes on this machine."""
+    return [f"--nproc_per_node={nproc}", "--nnodes=1", "--master_addr=127.0.0.1",
+            f"--master_port={free_port()}", "-m", "rnnclf", *rnnclf_args]
 
 
 def launch(nproc: int, rnnclf_args: list[str]) -> int:
-    """Run `rnnclf <rnnclf_args>` under torchrun in `nproc` processes; returns the exit code.
+    """Run `rnnclf <rnnclf_args>` in `nproc` processes through torchrun; returns the exit code.
 
-    torchrun runs in its own session, and this process forwards SIGINT/SIGTERM to it exactly once
-    each time it gets one: torchrun then passes one signal to every worker, which stop together at
-    their next sync point with last.pt saved (a Ctrl-C would otherwise reach torchrun twice).
+    This process becomes torchrun's agent (torch.distributed.run, in-process), so a Ctrl-C reaches
+    it once and it passes one SIGINT to every worker (they run in their own sessions); the workers
+    stop together at their next sync point with last.pt saved. The workers print their own errors,
+    so the agent's exceptions are turned into an exit code instead of a second traceback.
     """
     if launched_by_torchrun():
         raise RnnclfError("--nproc starts torchrun itself; under torchrun, drop --nproc")
-    command = torchrun_command(nproc, rnnclf_args)
-    process = subprocess.Popen(command, start_new_session=True)
-    forwarded: list[int] = []
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
 
-    def forward(signum: int, frame: Any) -> None:
-        forwarded.append(signum)
-        if process.poll() is None:
-            process.send_signal(signum)
-
-    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, forward) for sig in watched}
     try:
-        code = process.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if code != 0 and forwarded:
-        return 128 + forwarded[0]  # 130 after Ctrl-C, like a single-process run
-    return code
+        run(get_args_parser().parse_args(torchrun_arguments(nproc, rnnclf_args)))
+    except SignalException as error:
+        return 128 + int(error.sigval)  # 130 after Ctrl-C, as in a single-process run
+    except ChildFailedError as error:
+        code = error.get_first_failure()[1].exitcode  # negative: killed by that signal
+        return code if code > 0 else 128 - code if code < 0 else 1
+    return 0

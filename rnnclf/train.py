@@ -380,7 +380,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                 if stopped_early:
                     log(f"early stop: no better val accuracy for {patience} epochs")
                 break
-    dist.barrier()  # rank 0 has written every file before the others read metrics or exit
+    dist.barrier()  # all ranks leave together, once rank 0 has written its files
     dump_state_for_tests(model, dist)
 
     summary = {
@@ -391,7 +391,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         "train_rows": len(data.train), "val_rows": len(data.val),
         "skipped_rows": data.skipped_rows, "device": str(device),
         "seconds": time.perf_counter() - started,
-        "epochs": read_jsonl(run_dir / "metrics.jsonl"),
+        "epochs": read_jsonl(run_dir / "metrics.jsonl") if dist.is_main else [],
     }
     if dist.is_main:
         write_json(run_dir / "summary.json", summary)

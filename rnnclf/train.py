@@ -178,7 +178,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: 
         progress.step_in_epoch += 1
         progress.global_step += 1
         bar.update(1)
-        log_step = progress.step_in_epoch % LOG_EVERY == 0
+        log_step = progress.step_in_epoch % LOG_EVERY == 0 or progress.step_in_epoch == steps
         if dist.enabled:  # ranks agree every LOG_EVERY steps, so all stop after the same step
             stopping = log_step and dist.any(stop.received is not None)
         else:

@@ -73,9 +73,13 @@ def train(
     print_config: Annotated[bool, typer.Option(
         "--print-config", help="Print the resolved config as YAML and exit without training.")
     ] = False,
+    nproc: Annotated[int, typer.Option(
+        "--nproc", min=1, help="Train data-parallel in N processes on this machine (runs "
+                               "torchrun; see docs/distributed.md).")] = 1,
 ) -> None:
     """Train a classifier; writes runs/<name>/ (config.yaml, metrics.jsonl, best.pt, last.pt)."""
     from rnnclf.config import load_config, to_yaml
+    from rnnclf.distributed import launch, session
     from rnnclf.train import fit, load_resume_config
 
     config_path, overrides = _split_train_args(args or [])
@@ -90,7 +94,14 @@ def train(
     if print_config:
         typer.echo(to_yaml(config), nl=False)
         return
-    fit(config, overwrite=overwrite, resume_dir=resume, log=typer.echo)
+    if nproc > 1:  # the config is valid: start the same command in nproc processes
+        relaunched = ["train", *([str(config_path)] if config_path else [])]
+        relaunched += [arg for override in overrides for arg in ("--set", override)]
+        relaunched += (["--resume", str(resume)] if resume else []) + (
+            ["--overwrite"] if overwrite else [])
+        raise typer.Exit(launch(nproc, relaunched))
+    with session(config.train.device) as dist:
+        fit(config, overwrite=overwrite, resume_dir=resume, log=typer.echo, dist=dist)
 
 
 @app.command("eval")

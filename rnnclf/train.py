@@ -27,6 +27,13 @@ from rnnclf.data.dataset import (
     prepare_training_data,
     resolve_data_dir,
 )
+from rnnclf.distributed import (
+    SINGLE,
+    DistContext,
+    dump_state_for_tests,
+    evaluate_sharded,
+    wrap_model,
+)
 from rnnclf.errors import RnnclfError, RunFailed
 from rnnclf.factory import build_model, build_optimizer, learning_rate
 from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
@@ -85,6 +92,15 @@ class EpochTotals:
         totals.seen = state["seen"]
         return totals
 
+    def summed_over(self, dist: DistContext) -> EpochTotals:
+        """These sums added up over all data-parallel ranks (self when single-process)."""
+        if not dist.enabled:
+            return self
+        sums = dist.all_reduce_sum(torch.stack([  # (3,) float64: exact for counts below 2**53
+            self.loss_sum, self.correct.double(),
+            torch.tensor(float(self.seen), dtype=torch.float64, device=self.loss_sum.device)]))
+        return EpochTotals(sums[0], sums[1].round().long(), int(sums[2].item()))
+
 
 @dataclass
 class Progress:
@@ -138,15 +154,19 @@ def _forward_loss(model: nn.Module, batch: Batch, label_smoothing: float
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: Config,
                     split: EncodedSplit, device: torch.device, progress: Progress,
                     total_steps: int, stop: StopSignal, save_last: Any,
-                    tensorboard: TensorBoardLog | None = None) -> EpochTotals:
-    """Train on one epoch's batches from `progress.step_in_epoch` on; returns the epoch's sums."""
+                    tensorboard: TensorBoardLog | None = None,
+                    dist: DistContext = SINGLE) -> EpochTotals:
+    """Train on one epoch's batches from `progress.step_in_epoch` on; returns the epoch's sums
+    (over all ranks). Under DDP, `model` is the wrapped model and this rank trains its share."""
     model.train()
     totals = EpochTotals.from_state(progress.totals, device)
-    steps = steps_per_epoch(len(split), config.train.batch_size)
+    steps = steps_per_epoch(len(split), config.train.batch_size, world_size=dist.world_size)
     batches = epoch_batches(split, config.train.batch_size, config.data.max_length,
-                            config.train.seed, progress.epoch, progress.step_in_epoch)
+                            config.train.seed, progress.epoch, progress.step_in_epoch,
+                            dist.rank, dist.world_size)
     bar = tqdm(total=steps, initial=progress.step_in_epoch, desc=f"epoch {progress.epoch + 1}",
-               disable=not config.train.progress, leave=False, dynamic_ncols=True)
+               disable=not config.train.progress or not dist.is_main, leave=False,
+               dynamic_ncols=True)
     started, seen_at_start = time.perf_counter(), totals.seen
     for batch in batches:
         batch = batch.to(device, non_blocking=True)
@@ -166,7 +186,12 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: 
         progress.step_in_epoch += 1
         progress.global_step += 1
         bar.update(1)
-        if progress.step_in_epoch % LOG_EVERY == 0 or stop.received is not None:
+        log_step = progress.step_in_epoch % LOG_EVERY == 0 or progress.step_in_epoch == steps
+        if dist.enabled:  # ranks agree every LOG_EVERY steps, so all stop after the same step
+            stopping = log_step and dist.any(stop.received is not None)
+        else:
+            stopping = stop.received is not None
+        if log_step or stopping:
             loss_sum, correct = totals.loss_sum.item(), int(totals.correct.item())
             mean_loss = loss_sum / totals.seen
             if mean_loss != mean_loss or mean_loss in (float("inf"), float("-inf")):
@@ -180,9 +205,10 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: 
             if tensorboard is not None:
                 tensorboard.log_step(progress.global_step, loss_sum, correct, totals.seen, lr,
                                      rate)
-        if stop.received is not None:
-            progress.totals = totals.to_state()
+        if stopping:
+            progress.totals = totals.summed_over(dist).to_state()
             save_last()
+            dist.barrier()  # last.pt is written before any rank exits (torchrun ends the rest)
             bar.close()
             name = "SIGINT" if stop.received == signal.SIGINT else "SIGTERM"
             raise Interrupted(f"stopped by {name} at epoch {progress.epoch + 1}, step "
@@ -190,7 +216,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: 
                               "--resume RUN_DIR",
                               exit_code=130 if stop.received == signal.SIGINT else 143)
     bar.close()
-    return totals
+    return totals.summed_over(dist)
 
 
 @torch.inference_mode()
@@ -207,7 +233,9 @@ def predict_split(model: nn.Module, split: EncodedSplit, batch_size: int, max_le
 
 
 def evaluate(model: nn.Module, split: EncodedSplit, batch_size: int, max_length: int,
-             device: torch.device) -> dict[str, float]:
+             device: torch.device, dist: DistContext = SINGLE) -> dict[str, float]:
+    if dist.enabled:  # each rank scores a share; all get the whole split's numbers
+        return evaluate_sharded(model, split, batch_size, max_length, dist)
     logits, labels = predict_split(model, split, batch_size, max_length, device)
     loss = F.cross_entropy(logits, labels).item()
     accuracy = (logits.argmax(1) == labels).double().mean().item()
@@ -248,24 +276,39 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """The log of data-parallel ranks other than 0: only rank 0 prints."""
+
+
 def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
-        log: Any = print) -> dict[str, Any]:
-    """Train `config`, writing runs/<name>/; returns the summary. Resumes from `resume_dir`."""
+        log: Any = print, dist: DistContext = SINGLE) -> dict[str, Any]:
+    """Train `config`, writing runs/<name>/; returns the summary. Resumes from `resume_dir`.
+
+    Under torchrun, `dist` places this process in the run (rnnclf.distributed.session); every rank
+    calls fit() and trains its share of the batches, and only rank 0 prints and writes files."""
+    if not dist.is_main:
+        log = _quiet
     resume_state: dict[str, Any] | None = None
     if resume_dir is not None:
         resume_state = load_checkpoint(resume_dir / "last.pt")
         run_dir = resume_dir
+        saved_world_size = resume_state.get("world_size", 1)
+        if saved_world_size != dist.world_size:
+            raise RnnclfError(f"{run_dir} was trained in {saved_world_size} process(es), this run "
+                              f"has {dist.world_size}; resume with the same number (--nproc "
+                              f"{saved_world_size}) so its batches and lr schedule line up")
     else:
         config.data.dir = str(resolve_data_dir(config.data))  # runs stay valid from any cwd
         run_dir = run_directory(config)
-        _prepare_run_directory(run_dir, overwrite)
+        dist.main_only(lambda: _prepare_run_directory(run_dir, overwrite))
     if config.train.num_threads > 0:
         torch.set_num_threads(config.train.num_threads)
-    device = resolve_device(config.train.device)
+    device = dist.device if dist.enabled else resolve_device(config.train.device)
     seed_everything(config.train.seed)
 
     started = time.perf_counter()
-    data: TrainingData = prepare_training_data(config.data)
+    # Under DDP the first process builds the vocabulary and cache; the others then load it.
+    data: TrainingData = dist.main_first(lambda: prepare_training_data(config.data))
     log(f"data: {len(data.train)} train / {len(data.val)} val rows, vocabulary {len(data.vocab)}"
         + (f", {data.skipped_rows} bad rows skipped" if data.skipped_rows else "")
         + f" ({time.perf_counter() - started:.1f} s)")
@@ -276,18 +319,26 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         model.load_state_dict(resume_state["model_state"])
         optimizer.load_state_dict(resume_state["optimizer_state"])
         progress = Progress(**resume_state["progress"])
+        if not dist.is_main:  # last.pt holds all ranks' sums; rank 0 alone carries them on
+            progress.totals = Progress().totals
         _set_rng_state(resume_state["rng"])
         log(f"resuming {run_dir} at epoch {progress.epoch + 1}, step {progress.global_step}")
-    else:
+    elif dist.is_main:
         atomic_write_text(run_dir / "config.yaml", to_yaml(config))
     log(f"model: {config.model.cell} x{config.model.num_layers}"
         f"{' bidirectional' if config.model.bidirectional else ''}, "
         f"{count_parameters(model):,} parameters, device {device}")
+    if dist.enabled:
+        log(f"data-parallel: {dist.world_size} processes, batch {config.train.batch_size} per "
+            f"process ({config.train.batch_size * dist.world_size} per step)")
+    train_model = wrap_model(model, dist)  # DDP under torchrun; `model` keeps plain state dicts
 
-    steps = steps_per_epoch(len(data.train), config.train.batch_size)
+    # Steps per rank: under DDP each rank runs 1/world_size of the batches, and so does the lr.
+    steps = steps_per_epoch(len(data.train), config.train.batch_size,
+                            world_size=dist.world_size)
     total_steps = steps * config.train.epochs
     state_common = {"config": config.to_dict(), "vocab": data.vocab.itos,
-                    "label_names": data.label_names}
+                    "label_names": data.label_names, "world_size": dist.world_size}
 
     def checkpoint_state() -> dict[str, Any]:
         return {**state_common, "model_state": model.state_dict(),
@@ -295,21 +346,22 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                 "rng": _rng_state()}
 
     def save_last() -> None:
-        save_checkpoint(run_dir / "last.pt", checkpoint_state())
+        if dist.is_main:
+            save_checkpoint(run_dir / "last.pt", checkpoint_state())
 
     stop = StopSignal()
     stopped_early = False
     tensorboard = (TensorBoardLog(run_dir, config, progress.global_step)
-                   if config.train.tensorboard else None)
+                   if config.train.tensorboard and dist.is_main else None)
     with stop.installed(), (contextlib.closing(tensorboard) if tensorboard is not None
                             else contextlib.nullcontext()):
         while progress.epoch < config.train.epochs:
             epoch_started = time.perf_counter()
-            totals = train_one_epoch(model, optimizer, config, data.train, device, progress,
-                                     total_steps, stop, save_last, tensorboard)
+            totals = train_one_epoch(train_model, optimizer, config, data.train, device,
+                                     progress, total_steps, stop, save_last, tensorboard, dist)
             train_seconds = time.perf_counter() - epoch_started
             val = evaluate(model, data.val, config.train.eval_batch_size, config.data.max_length,
-                           device)
+                           device, dist)
             record = {
                 "epoch": progress.epoch + 1, "step": progress.global_step,
                 "train_loss": totals.loss_sum.item() / max(1, totals.seen),
@@ -328,10 +380,11 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
             progress.epoch += 1
             progress.step_in_epoch = 0
             progress.totals = {"loss_sum": 0.0, "correct": 0, "seen": 0}
-            if improved:
+            if improved and dist.is_main:
                 save_checkpoint(run_dir / "best.pt", checkpoint_state())
             save_last()
-            append_jsonl(run_dir / "metrics.jsonl", record)
+            if dist.is_main:
+                append_jsonl(run_dir / "metrics.jsonl", record)
             if tensorboard is not None:
                 tensorboard.log_epoch(record)
             log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc "
@@ -344,6 +397,8 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                 if stopped_early:
                     log(f"early stop: no better val accuracy for {patience} epochs")
                 break
+    dist.barrier()  # all ranks leave together, once rank 0 has written its files
+    dump_state_for_tests(model, dist)
 
     summary = {
         "run_dir": str(run_dir), "best_epoch": progress.best_epoch,
@@ -353,11 +408,12 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         "train_rows": len(data.train), "val_rows": len(data.val),
         "skipped_rows": data.skipped_rows, "device": str(device),
         "seconds": time.perf_counter() - started,
-        "epochs": read_jsonl(run_dir / "metrics.jsonl"),
+        "epochs": read_jsonl(run_dir / "metrics.jsonl") if dist.is_main else [],
     }
-    write_json(run_dir / "summary.json", summary)
-    plots.try_plot(lambda: plots.plot_curves(summary["epochs"], run_dir / plots.CURVES,
-                                             run_dir.name), log)
+    if dist.is_main:
+        write_json(run_dir / "summary.json", summary)
+        plots.try_plot(lambda: plots.plot_curves(summary["epochs"], run_dir / plots.CURVES,
+                                                 run_dir.name), log)
     log(f"best val accuracy {progress.best_val_acc:.4f} (epoch {progress.best_epoch}); "
         f"checkpoint {run_dir / 'best.pt'}")
     return summary

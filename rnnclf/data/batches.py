@@ -51,20 +51,32 @@ def bucketed_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Ge
     return [batches[i] for i in shuffle]
 
 
+def shard_plan(plan: list[torch.Tensor], rank: int, world_size: int) -> list[torch.Tensor]:
+    """Rank `rank`'s share of a batch plan: every world_size-th batch, after cutting the plan to a
+    multiple of world_size, so all ranks run the same number of steps (none waits at the end)."""
+    if world_size == 1:
+        return plan
+    usable = len(plan) - len(plan) % world_size
+    return plan[rank:usable:world_size]
+
+
 def epoch_batches(split: EncodedSplit, batch_size: int, max_length: int, seed: int, epoch: int,
-                  start_step: int = 0) -> Iterator[Batch]:
+                  start_step: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
     """The training batches of one epoch; the same (seed, epoch) always gives the same order,
-    so a resumed run can skip the `start_step` batches it has already trained on."""
+    so a resumed run can skip the `start_step` batches it has already trained on. Data-parallel
+    ranks build the same plan (same seed) and each takes its disjoint share (`shard_plan`)."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    plan = bucketed_batches(split.lengths, batch_size, generator)
+    plan = shard_plan(bucketed_batches(split.lengths, batch_size, generator), rank, world_size)
     for indices in plan[start_step:]:
         yield collate(split, indices, max_length)
 
 
-def steps_per_epoch(n_rows: int, batch_size: int, bucket_batches: int = 50) -> int:
+def steps_per_epoch(n_rows: int, batch_size: int, bucket_batches: int = 50,
+                    world_size: int = 1) -> int:
+    """Batches per epoch (per rank, when `world_size` ranks share the epoch)."""
     pool = batch_size * bucket_batches
     full_pools, rest = divmod(n_rows, pool)
-    return full_pools * bucket_batches + -(-rest // batch_size)
+    return (full_pools * bucket_batches + -(-rest // batch_size)) // world_size
 
 
 def eval_batches(split: EncodedSplit, batch_size: int, max_length: int) -> Iterator[Batch]:

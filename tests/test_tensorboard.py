@@ -52,9 +52,10 @@ def test_tensorboard_scalars_and_hparams(tmp_path: Path) -> None:
     val_acc = accumulator.Scalars("epoch/val_acc")
     assert [event.step for event in val_acc] == [1, 2]
     assert [event.value for event in val_acc] == pytest.approx([r["val_acc"] for r in records])
-    # 24 steps per epoch: one step log per epoch (at LOG_EVERY), at the global step.
+    # 24 steps per epoch: a step log every LOG_EVERY steps and at each epoch's last step.
     steps = [event.step for event in accumulator.Scalars("step/loss")]
-    assert steps == [LOG_EVERY, records[0]["step"] + LOG_EVERY]
+    per_epoch = records[0]["step"]
+    assert steps == [LOG_EVERY, per_epoch, per_epoch + LOG_EVERY, 2 * per_epoch]
     assert all(0.0 <= event.value <= 1.0 for event in accumulator.Scalars("step/accuracy"))
     hparams = accumulator.PluginTagToContent("hparams")
     from tensorboard.plugins.hparams import plugin_data_pb2

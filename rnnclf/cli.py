@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rnnclf import __version__
-from rnnclf.errors import RnnclfError
+from rnnclf.errors import Interrupted, RnnclfError
+
+if TYPE_CHECKING:
+    from rnnclf.predict import Prediction
 
 app = typer.Typer(
     name="rnnclf",
@@ -123,14 +128,44 @@ def eval_(
         typer.echo(format_report(report))
 
 
-def _read_texts(texts: list[str]) -> list[str]:
-    collected: list[str] = []
-    for text in texts:
+PREDICT_CHUNK = 1024  # texts read, classified and printed at a time: memory stays bounded
+
+
+def _stdin_lines() -> Iterator[str]:
+    """Lines of stdin without their line ends; bytes that are not UTF-8 become U+FFFD."""
+    binary = getattr(sys.stdin, "buffer", None)
+    if binary is None:  # a replaced text-only stdin (tests, embedding)
+        for line in sys.stdin:
+            yield line.rstrip("\r\n")
+        return
+    for raw in binary:
+        yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _read_texts(texts: list[str]) -> Iterator[str]:
+    """The texts to classify, in order; an empty one stops with where it came from."""
+    for position, text in enumerate(texts, 1):
         if text == "-":
-            collected.extend(line.rstrip("\r\n") for line in sys.stdin)
+            for number, line in enumerate(_stdin_lines(), 1):
+                if not line.strip():
+                    raise RnnclfError(f"stdin line {number} is empty; give one text per line "
+                                      "(remove empty lines)")
+                yield line
+        elif not text.strip():
+            raise RnnclfError(f"text argument {position} is empty; give some words to classify")
         else:
-            collected.append(text)
-    return collected
+            yield text
+
+
+def _chunks(items: Iterator[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 @app.command()
@@ -154,11 +189,17 @@ def predict(
         checkpoint = newest_run_checkpoint(_runs_dir(runs_dir))
         if not json_output:
             typer.echo(f"checkpoint: {checkpoint}", err=True)
-    items = _read_texts(texts)
-    if not items:
-        raise RnnclfError("no text to classify; pass texts as arguments or '-' with lines on stdin")
     predictor = Predictor(checkpoint, device)
-    for result in predictor.predict(items, top_k=top_k):
+    printed = 0
+    for chunk in _chunks(_read_texts(texts), PREDICT_CHUNK):
+        printed += len(chunk)
+        _print_predictions(predictor.predict(chunk, top_k=top_k), json_output)
+    if not printed:
+        raise RnnclfError("no text to classify; pass texts as arguments or '-' with lines on stdin")
+
+
+def _print_predictions(results: list[Prediction], json_output: bool) -> None:
+    for result in results:
         if json_output:
             typer.echo(json.dumps({
                 "text": result.text if len(result.text) <= 200 else result.text[:200] + "...",
@@ -177,9 +218,18 @@ def main() -> None:
     """Console entry point: user errors become one line and a non-zero exit, never a traceback."""
     try:
         app()
+    except Interrupted as error:  # a graceful stop the user asked for: not an error
+        typer.echo(f"interrupted: {error}", err=True)
+        sys.exit(error.exit_code)
     except RnnclfError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as error:
+        typer.echo("interrupted: stopped at once; files already written are intact (last.pt is "
+                   "the last saved state)", err=True)
+        sys.exit(getattr(error, "exit_code", 130))
+    except BrokenPipeError:
+        # The reader went away (`rnnclf predict - | head`): stop quietly, as Unix tools do.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)

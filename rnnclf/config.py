@@ -96,6 +96,8 @@ class OptimConfig:
     grad_clip: float = param(1.0, "clip the gradient norm to this; 0 = no clipping", min=0.0)
     label_smoothing: float = param(0.0, "label smoothing of the cross-entropy loss",
                                    min=0.0, max=1.0, max_exclusive=True)
+    skip_nonfinite: bool = param(False, "skip a step whose loss or gradient is NaN/inf instead "
+                                 "of stopping the run (costs a device sync per step)")
 
 
 @dataclass
@@ -250,8 +252,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         section_type = SECTIONS.get(section)
         kind = _field_table(section_type).get(name, (None, {}))[0] if section_type else None
         target = merged.setdefault(section, {})
-        if not isinstance(target, dict):
+        if target is None:  # `model:` with nothing under it in the YAML
             target = merged[section] = {}
+        if not isinstance(target, dict):
+            raise RnnclfError(f"section '{section}' must be a mapping of key: value, not a "
+                              f"{type(target).__name__}; fix the config file")
         target[name] = _override_value(raw_value, kind)
     return merged
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
 import signal
 import time
@@ -21,17 +23,13 @@ from rnnclf.config import Config, from_dict, to_yaml
 from rnnclf.data.agnews import resolve_data_dir
 from rnnclf.data.batches import Batch, epoch_batches, eval_batches, eval_order, steps_per_epoch
 from rnnclf.data.dataset import EncodedSplit, TrainingData, prepare_training_data
-from rnnclf.errors import RnnclfError, RunFailed
+from rnnclf.errors import Interrupted, RnnclfError, RunFailed, StoppedAtOnce
 from rnnclf.factory import build_model, build_optimizer, learning_rate
 from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.model import count_parameters
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "summary.json", "eval.json")
 LOG_EVERY = 20  # steps between progress-bar refreshes (each refresh reads values off the device)
-
-
-class Interrupted(RnnclfError):
-    """Training stopped on SIGINT/SIGTERM after saving last.pt."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -89,6 +87,7 @@ class Progress:
     best_val_acc: float = -1.0
     best_epoch: int = -1
     epochs_without_improvement: int = 0
+    skipped_steps: int = 0  # steps skipped for a non-finite loss (optim.skip_nonfinite)
     totals: dict[str, Any] = field(default_factory=lambda: {"loss_sum": 0.0, "correct": 0,
                                                              "seen": 0})
 
@@ -105,7 +104,9 @@ class StopSignal:
 
         def handle(signum: int, frame: Any) -> None:
             if self.received is not None:
-                raise KeyboardInterrupt  # second signal: leave now; writes are atomic
+                # Second signal: leave now. Every write is atomic (temp file + rename), so
+                # whatever this interrupts, the files on disk stay the previous whole versions.
+                raise StoppedAtOnce(_exit_code(signum))
             self.received = signum
 
         try:
@@ -119,6 +120,41 @@ class StopSignal:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _exit_code(signum: int) -> int:
+    return 128 + int(signum)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+def _signal_name(signum: int) -> str:
+    return "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+
+
+class NonFiniteTracker:
+    """Notes the first step whose loss is NaN/inf without reading it off the device every step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.first_step = torch.full((), -1, device=device, dtype=torch.int64)
+        self.first_loss = torch.zeros((), device=device, dtype=torch.float32)
+
+    def observe(self, loss: torch.Tensor, step: int) -> None:
+        fresh = ~torch.isfinite(loss.detach()) & (self.first_step < 0)
+        self.first_step = torch.where(fresh, step, self.first_step)
+        self.first_loss = torch.where(fresh, loss.detach().float(), self.first_loss)
+
+    def check(self, epoch: int) -> None:
+        """Raise RunFailed if any observed step was non-finite (one host sync)."""
+        step = int(self.first_step.item())
+        if step >= 0:
+            raise RunFailed(
+                f"the training loss became {self.first_loss.item()} at epoch {epoch}, step "
+                f"{step}; the run stopped without saving that state, so best.pt/last.pt keep the "
+                "last good one. Lower optim.lr, set optim.grad_clip, or set "
+                "optim.skip_nonfinite=true to skip such steps")
+
+
+def _all_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def _forward_loss(model: nn.Module, batch: Batch, label_smoothing: float
@@ -140,44 +176,51 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: 
     bar = tqdm(total=steps, initial=progress.step_in_epoch, desc=f"epoch {progress.epoch + 1}",
                disable=not config.train.progress, leave=False, dynamic_ncols=True)
     started, seen_at_start = time.perf_counter(), totals.seen
-    for batch in batches:
-        batch = batch.to(device, non_blocking=True)
-        lr = learning_rate(progress.global_step, total_steps, config.optim)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss, logits = _forward_loss(model, batch, config.optim.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.optim.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        optimizer.step()
-        batch_size = len(batch.labels)
-        totals.loss_sum += loss.detach().double() * batch_size
-        totals.correct += (logits.detach().argmax(1) == batch.labels).sum()
-        totals.seen += batch_size
-        progress.step_in_epoch += 1
-        progress.global_step += 1
-        bar.update(1)
-        if progress.step_in_epoch % LOG_EVERY == 0 or stop.received is not None:
-            mean_loss = totals.loss_sum.item() / totals.seen
-            if mean_loss != mean_loss or mean_loss in (float("inf"), float("-inf")):
-                raise RunFailed(f"the training loss became {mean_loss} at epoch "
-                                f"{progress.epoch + 1}, step {progress.global_step}; nothing was "
-                                "saved from this point. Lower optim.lr or set optim.grad_clip")
-            rate = (totals.seen - seen_at_start) / max(1e-9, time.perf_counter() - started)
-            bar.set_postfix(loss=f"{mean_loss:.4f}",
-                            acc=f"{totals.correct.item() / totals.seen:.4f}",
-                            samples_s=f"{rate:.0f}", refresh=False)
-        if stop.received is not None:
-            progress.totals = totals.to_state()
-            save_last()
-            bar.close()
-            name = "SIGINT" if stop.received == signal.SIGINT else "SIGTERM"
-            raise Interrupted(f"stopped by {name} at epoch {progress.epoch + 1}, step "
-                              f"{progress.global_step}; last.pt saved. Resume with: rnnclf train "
-                              "--resume RUN_DIR",
-                              exit_code=130 if stop.received == signal.SIGINT else 143)
-    bar.close()
+    nonfinite = NonFiniteTracker(device)
+    skip_nonfinite = config.optim.skip_nonfinite
+    try:
+        for batch in batches:
+            batch = batch.to(device, non_blocking=True)
+            lr = learning_rate(progress.global_step, total_steps, config.optim)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, logits = _forward_loss(model, batch, config.optim.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            progress.step_in_epoch += 1  # the batch is used up either way: a resume skips it
+            progress.global_step += 1
+            bar.update(1)
+            if skip_nonfinite and not bool(torch.isfinite(loss.detach())):  # host sync, opt-in
+                progress.skipped_steps += 1
+            else:
+                loss.backward()
+                grad_norm = (nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+                             if config.optim.grad_clip > 0 else None)
+                if skip_nonfinite and grad_norm is not None and not bool(torch.isfinite(grad_norm)):
+                    optimizer.zero_grad(set_to_none=True)
+                    progress.skipped_steps += 1
+                else:
+                    optimizer.step()
+                    nonfinite.observe(loss, progress.global_step)
+                    batch_size = len(batch.labels)
+                    totals.loss_sum += loss.detach().double() * batch_size
+                    totals.correct += (logits.detach().argmax(1) == batch.labels).sum()
+                    totals.seen += batch_size
+            if progress.step_in_epoch % LOG_EVERY == 0 or stop.received is not None:
+                nonfinite.check(progress.epoch + 1)
+                if totals.seen:
+                    rate = (totals.seen - seen_at_start) / max(1e-9, time.perf_counter() - started)
+                    bar.set_postfix(loss=f"{totals.loss_sum.item() / totals.seen:.4f}",
+                                    acc=f"{totals.correct.item() / totals.seen:.4f}",
+                                    samples_s=f"{rate:.0f}", refresh=False)
+            if stop.received is not None:
+                progress.totals = totals.to_state()
+                save_last()
+                raise Interrupted(f"stopped by {_signal_name(stop.received)} at epoch "
+                                  f"{progress.epoch + 1}, step {progress.global_step}; last.pt "
+                                  "saved", exit_code=_exit_code(stop.received))
+        nonfinite.check(progress.epoch + 1)  # before anything of this epoch is evaluated or saved
+    finally:
+        bar.close()
     return totals
 
 
@@ -221,6 +264,41 @@ def _prepare_run_directory(run_dir: Path, overwrite: bool) -> None:
                           "another train.runs_dir") from None
 
 
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """Temp files a killed process left behind (`.last.pt.<random>.tmp`); never read by anyone."""
+    for name in RUN_FILES:
+        for temp in run_dir.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                temp.unlink()
+
+
+def _reconcile_metrics(run_dir: Path, progress: Progress, last_record: dict[str, Any] | None
+                       ) -> None:
+    """Make metrics.jsonl agree with last.pt before a resume appends to it.
+
+    A kill can land between saving last.pt and appending that epoch's line (the line is then
+    missing; last.pt carries a copy), or in the middle of the append (a torn line, which the next
+    append would glue onto). Rewriting the file atomically from its whole records fixes both.
+    """
+    path = run_dir / "metrics.jsonl"
+    records = read_jsonl(path) if path.is_file() else []
+    kept = [r for r in records if isinstance(r, dict) and r.get("epoch", 0) <= progress.epoch]
+    epochs = {r.get("epoch") for r in kept}
+    if last_record is not None and last_record.get("epoch") not in epochs \
+            and last_record.get("epoch") == progress.epoch:
+        kept.append(last_record)
+    text = "".join(json.dumps(record) + "\n" for record in kept)
+    if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
+        atomic_write_text(path, text)
+
+
+def _interrupted(signum: int, progress: Progress, run_dir: Path) -> Interrupted:
+    return Interrupted(
+        f"stopped by {_signal_name(signum)} at epoch {progress.epoch + 1}, step "
+        f"{progress.global_step}; last.pt saved. Resume with: rnnclf train --resume {run_dir}",
+        exit_code=_exit_code(signum))
+
+
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -247,6 +325,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         config.data.dir = str(resolve_data_dir(config.data.dir))  # runs stay valid from any cwd
         run_dir = run_directory(config)
         _prepare_run_directory(run_dir, overwrite)
+    _remove_stale_temp_files(run_dir)
     if config.train.num_threads > 0:
         torch.set_num_threads(config.train.num_threads)
     device = resolve_device(config.train.device)
@@ -265,7 +344,12 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         optimizer.load_state_dict(resume_state["optimizer_state"])
         progress = Progress(**resume_state["progress"])
         _set_rng_state(resume_state["rng"])
-        log(f"resuming {run_dir} at epoch {progress.epoch + 1}, step {progress.global_step}")
+        _reconcile_metrics(run_dir, progress, resume_state.get("last_epoch_record"))
+        if progress.epoch >= config.train.epochs:
+            log(f"{run_dir} already finished {progress.epoch} epochs; to train longer, resume "
+                f"with train.epochs=N (N > {progress.epoch})")
+        else:
+            log(f"resuming {run_dir} at epoch {progress.epoch + 1}, step {progress.global_step}")
     else:
         atomic_write_text(run_dir / "config.yaml", to_yaml(config))
     log(f"model: {config.model.cell} x{config.model.num_layers}"
@@ -277,10 +361,16 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     state_common = {"config": config.to_dict(), "vocab": data.vocab.itos,
                     "label_names": data.label_names}
 
+    last_record: dict[str, Any] | None = None  # the newest metrics.jsonl line, kept in last.pt
+
     def checkpoint_state() -> dict[str, Any]:
+        if not _all_finite(model):  # the loss checks should make this unreachable; never save NaN
+            raise RunFailed(f"the model's weights became NaN/inf at epoch {progress.epoch + 1}, "
+                            f"step {progress.global_step}; nothing was saved from this state. "
+                            "Lower optim.lr or set optim.grad_clip")
         return {**state_common, "model_state": model.state_dict(),
                 "optimizer_state": optimizer.state_dict(), "progress": vars(progress).copy(),
-                "rng": _rng_state()}
+                "rng": _rng_state(), "last_epoch_record": last_record}
 
     def save_last() -> None:
         save_checkpoint(run_dir / "last.pt", checkpoint_state())
@@ -290,8 +380,12 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     with stop.installed():
         while progress.epoch < config.train.epochs:
             epoch_started = time.perf_counter()
-            totals = train_one_epoch(model, optimizer, config, data.train, device, progress,
-                                     total_steps, stop, save_last)
+            skipped_before = progress.skipped_steps
+            try:
+                totals = train_one_epoch(model, optimizer, config, data.train, device, progress,
+                                         total_steps, stop, save_last)
+            except Interrupted:
+                raise _interrupted(stop.received or signal.SIGINT, progress, run_dir) from None
             train_seconds = time.perf_counter() - epoch_started
             val = evaluate(model, data.val, config.train.eval_batch_size, config.data.max_length,
                            device)
@@ -304,6 +398,13 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                 "seconds": time.perf_counter() - epoch_started,
                 "samples_per_s": totals.seen / max(1e-9, train_seconds),
             }
+            if progress.skipped_steps > skipped_before:
+                record["skipped_steps"] = progress.skipped_steps - skipped_before
+                log(f"epoch {record['epoch']}: skipped {record['skipped_steps']} step(s) with a "
+                    "non-finite loss or gradient (optim.skip_nonfinite)")
+            if totals.seen == 0:
+                raise RunFailed(f"every step of epoch {record['epoch']} had a non-finite loss or "
+                                "gradient; lower optim.lr or set optim.grad_clip")
             improved = val["accuracy"] > progress.best_val_acc
             if improved:
                 progress.best_val_acc, progress.best_epoch = val["accuracy"], progress.epoch + 1
@@ -313,6 +414,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
             progress.epoch += 1
             progress.step_in_epoch = 0
             progress.totals = {"loss_sum": 0.0, "correct": 0, "seen": 0}
+            last_record = record
             if improved:
                 save_checkpoint(run_dir / "best.pt", checkpoint_state())
             save_last()
@@ -327,6 +429,9 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                 if stopped_early:
                     log(f"early stop: no better val accuracy for {patience} epochs")
                 break
+            if stop.received is not None and progress.epoch < config.train.epochs:
+                # The signal came during evaluation or saving: this epoch is saved whole.
+                raise _interrupted(stop.received, progress, run_dir)
 
     summary = {
         "run_dir": str(run_dir), "best_epoch": progress.best_epoch,

@@ -16,6 +16,15 @@ import torch
 from rnnclf.errors import RnnclfError, RunFailed
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):  # not every platform can fsync a folder
         fd = os.open(folder, os.O_RDONLY)
@@ -58,6 +67,8 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
         fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise _write_error(path, error) from None
+    with contextlib.suppress(OSError, AttributeError):  # mkstemp makes 0600; use 0666 - umask
+        os.fchmod(fd, 0o666 & ~_UMASK)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

@@ -74,12 +74,17 @@ class CliResult:
     stdout: str
     stderr: str
 
-    def assert_one_error_line(self, *needles: str) -> str:
-        """Exactly one `error:` line, no traceback, non-zero exit; returns that line."""
+    def assert_one_error_line(self, *needles: str, other_stderr: bool = False) -> str:
+        """Exactly one `error:` line, no traceback, non-zero exit; returns that line. Unless
+        `other_stderr` (progress bars), stderr holds nothing else but `checkpoint:` notes."""
         assert self.code != 0, (self.code, self.stdout, self.stderr)
         assert "Traceback" not in self.stderr + self.stdout, self.stderr
         error_lines = [line for line in self.stderr.splitlines() if line.startswith("error:")]
         assert len(error_lines) == 1, self.stderr
+        if not other_stderr:
+            others = [line for line in self.stderr.splitlines()
+                      if line not in error_lines and not line.startswith("checkpoint: ")]
+            assert not others, self.stderr
         assert self.stderr.strip().splitlines()[-1] == error_lines[0], self.stderr
         for needle in needles:
             assert needle in error_lines[0], (needle, error_lines[0])

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import torch
 from robustness_support import (
-    REPO,
     run_cli,
     subprocess_env,
     tiny_overrides,
@@ -262,41 +261,81 @@ def test_resume_of_a_finished_run_says_how_to_train_longer(
     assert any("already finished 1 epochs" in line and "train.epochs" in line for line in said)
 
 
-def test_real_sigterm_and_sigint_from_outside_then_resume(data_dir: Path, tmp_path: Path) -> None:
-    """The console entry point in its own process, stopped by a signal sent from outside."""
+def test_real_sigterm_from_outside_then_resume(data_dir: Path, tmp_path: Path) -> None:
+    """The console entry point in its own process, stopped by a SIGTERM sent from outside."""
     runs = tmp_path / "runs"
-    for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
-        name = f"outside{int(signum)}"
-        args = [*tiny_overrides(data_dir, runs, name=name, epochs=200), "train.progress=true"]
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from rnnclf.cli import main; main()", "train", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(tmp_path),
-            cwd=tmp_path, text=True)
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:  # wait until training is under way
-                if line.startswith("epoch 1:"):
-                    break
-            process.send_signal(signum)
-            _, stderr = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-        assert process.returncode == code, stderr
-        assert "Traceback" not in stderr
-        last = stderr.strip().splitlines()[-1]
-        assert last.startswith("interrupted: stopped by"), stderr
-        assert f"rnnclf train --resume {runs / name}" in last
-        progress = load_checkpoint(runs / name / "last.pt")["progress"]
-        assert 1 <= progress["epoch"] < 200
-        resumed = subprocess.run(
-            [sys.executable, "-m", "rnnclf", "train", "--resume", str(runs / name),
-             f"train.epochs={progress['epoch'] + 1}"],
-            capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path,
-            timeout=120)
-        assert resumed.returncode == 0, resumed.stderr
-        epochs = [r["epoch"] for r in read_jsonl(runs / name / "metrics.jsonl")]
-        assert epochs == list(range(1, progress["epoch"] + 2))
+    args = [*tiny_overrides(data_dir, runs, name="outside", epochs=200), "train.progress=true"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from rnnclf.cli import main; main()", "train", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env(tmp_path),
+        cwd=tmp_path, text=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # wait until training is under way
+            if line.startswith("epoch 1:"):
+                break
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted: stopped by SIGTERM"), stderr
+    assert f"rnnclf train --resume {runs / 'outside'}" in last
+    progress = load_checkpoint(runs / "outside" / "last.pt")["progress"]
+    assert 1 <= progress["epoch"] < 200
+    config = load_resume_config(runs / "outside", [f"train.epochs={progress['epoch'] + 1}",
+                                                   "train.progress=false"])
+    fit(config, resume_dir=runs / "outside", log=quiet)
+    epochs = [r["epoch"] for r in read_jsonl(runs / "outside" / "metrics.jsonl")]
+    assert epochs == list(range(1, progress["epoch"] + 2))
+
+
+KILL_DURING_SAVE = """
+import os, signal, sys, torch
+from rnnclf.cli import main
+real_save, calls = torch.save, {"n": 0}
+def save(payload, handle, *args, **kwargs):
+    calls["n"] += 1
+    if calls["n"] == int(os.environ["KILL_AT_SAVE"]):
+        real_save(payload, handle)
+        handle.truncate(handle.tell() // 2)
+        handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 with half a checkpoint on disk
+    return real_save(payload, handle, *args, **kwargs)
+torch.save = save
+sys.argv = ["rnnclf", *sys.argv[1:]]
+main()
+"""
+
+
+def test_kill_9_in_the_middle_of_writing_last_pt(data_dir: Path, tmp_path: Path) -> None:
+    """A real SIGKILL while last.pt is half written: last.pt is the previous whole file, the
+    metrics are readable, and a resume cleans up and finishes the run."""
+    runs = tmp_path / "runs"
+    env = subprocess_env(tmp_path)
+    # Saves: the data cache, then per epoch best.pt (when better) and last.pt. Die in the 4th:
+    # at least one full last.pt exists by then.
+    env["KILL_AT_SAVE"] = "4"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_SAVE, "train",
+         *tiny_overrides(data_dir, runs, epochs=3)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run_dir = runs / "tiny"
+    assert list(run_dir.glob(".*.pt.*.tmp")), "the kill should have left a torn temp file"
+    last = load_checkpoint(run_dir / "last.pt")
+    load_checkpoint(run_dir / "best.pt")
+    assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] \
+        == list(range(1, last["progress"]["epoch"] + 1))
+    yaml_text = (run_dir / "config.yaml").read_text()
+    assert "hidden_size: 8" in yaml_text
+    summary = fit(load_resume_config(run_dir, []), resume_dir=run_dir, log=quiet)
+    assert summary["epochs_run"] == 3
+    assert [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl")] == [1, 2, 3]
+    assert not list(run_dir.glob(".*.tmp"))
 
 
 def test_loading_resume_config_from_a_broken_last_pt_is_one_line(tmp_path: Path) -> None:
@@ -306,5 +345,3 @@ def test_loading_resume_config_from_a_broken_last_pt_is_one_line(tmp_path: Path)
     with pytest.raises(RnnclfError, match="not a readable rnnclf checkpoint"):
         load_resume_config(run_dir, [])
 
-
-assert REPO.is_dir()

@@ -214,15 +214,20 @@ def _print_predictions(results: list[Prediction], json_output: bool) -> None:
             typer.echo(shown + note)
 
 
+def _one_line(error: BaseException) -> str:
+    """The message on one line, whatever a file name or a value in it held."""
+    return " ".join(str(error).split("\n")).replace("\r", " ")
+
+
 def main() -> None:
     """Console entry point: user errors become one line and a non-zero exit, never a traceback."""
     try:
         app()
     except Interrupted as error:  # a graceful stop the user asked for: not an error
-        typer.echo(f"interrupted: {error}", err=True)
+        typer.echo(f"interrupted: {_one_line(error)}", err=True)
         sys.exit(error.exit_code)
     except RnnclfError as error:
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {_one_line(error)}", err=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt as error:
         typer.echo("interrupted: stopped at once; files already written are intact (last.pt is "

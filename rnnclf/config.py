@@ -189,7 +189,7 @@ def from_dict(raw: Any, source: str = "config") -> Config:
         if section_name not in SECTIONS:
             hint = _did_you_mean(str(section_name), list(SECTIONS))
             raise RnnclfError(
-                f"{source}: unknown section '{section_name}'{hint}; "
+                f"{source}: unknown section {str(section_name)!r}{hint}; "
                 f"sections are {', '.join(SECTIONS)}"
             )
         section_type = SECTIONS[section_name]
@@ -207,7 +207,7 @@ def from_dict(raw: Any, source: str = "config") -> Config:
             if key not in table:
                 hint = _did_you_mean(str(key), list(table))
                 raise RnnclfError(
-                    f"{source}: unknown key '{dotted}'{hint}; "
+                    f"{source}: unknown key {dotted!r}{hint}; "
                     f"'{section_name}' takes {', '.join(table)}"
                 )
             kind, meta = table[key]

@@ -147,11 +147,11 @@ def _read_texts(texts: list[str]) -> Iterator[str]:
     for position, text in enumerate(texts, 1):
         if text == "-":
             for number, line in enumerate(_stdin_lines(), 1):
-                if not line.strip():
+                if not line or line.isspace():
                     raise RnnclfError(f"stdin line {number} is empty; give one text per line "
                                       "(remove empty lines)")
                 yield line
-        elif not text.strip():
+        elif not text or text.isspace():
             raise RnnclfError(f"text argument {position} is empty; give some words to classify")
         else:
             yield text

@@ -87,7 +87,7 @@ class Progress:
     best_val_acc: float = -1.0
     best_epoch: int = -1
     epochs_without_improvement: int = 0
-    skipped_steps: int = 0  # steps skipped for a non-finite loss (optim.skip_nonfinite)
+    skipped_steps: int = 0  # steps of this epoch skipped for a non-finite loss or gradient
     totals: dict[str, Any] = field(default_factory=lambda: {"loss_sum": 0.0, "correct": 0,
                                                              "seen": 0})
 
@@ -380,7 +380,6 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     with stop.installed():
         while progress.epoch < config.train.epochs:
             epoch_started = time.perf_counter()
-            skipped_before = progress.skipped_steps
             try:
                 totals = train_one_epoch(model, optimizer, config, data.train, device, progress,
                                          total_steps, stop, save_last)
@@ -398,8 +397,8 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                 "seconds": time.perf_counter() - epoch_started,
                 "samples_per_s": totals.seen / max(1e-9, train_seconds),
             }
-            if progress.skipped_steps > skipped_before:
-                record["skipped_steps"] = progress.skipped_steps - skipped_before
+            if progress.skipped_steps:
+                record["skipped_steps"] = progress.skipped_steps
                 log(f"epoch {record['epoch']}: skipped {record['skipped_steps']} step(s) with a "
                     "non-finite loss or gradient (optim.skip_nonfinite)")
             if totals.seen == 0:
@@ -414,6 +413,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
             progress.epoch += 1
             progress.step_in_epoch = 0
             progress.totals = {"loss_sum": 0.0, "correct": 0, "seen": 0}
+            progress.skipped_steps = 0
             last_record = record
             if improved:
                 save_checkpoint(run_dir / "best.pt", checkpoint_state())

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from rnnclf import __version__
-from rnnclf.errors import Interrupted, RnnclfError
+from rnnclf.errors import Interrupted, RnnclfError, StoppedAtOnce
 
 if TYPE_CHECKING:
     from rnnclf.predict import Prediction
@@ -214,6 +214,15 @@ def _print_predictions(results: list[Prediction], json_output: bool) -> None:
             typer.echo(shown + note)
 
 
+def _click_class(name: str) -> type[Exception]:
+    """Click's exception classes, wherever this Typer keeps Click (vendored in typer >= 0.2x)."""
+    return next(kind for kind in typer.BadParameter.__mro__ if kind.__name__ == name)
+
+
+_USAGE_ERROR = _click_class("UsageError")
+_CLICK_EXCEPTION = _click_class("ClickException")
+
+
 def _one_line(error: BaseException) -> str:
     """The message on one line, whatever a file name or a value in it held."""
     return " ".join(str(error).split("\n")).replace("\r", " ")
@@ -222,19 +231,31 @@ def _one_line(error: BaseException) -> str:
 def main() -> None:
     """Console entry point: user errors become one line and a non-zero exit, never a traceback."""
     try:
-        app()
+        code = app(standalone_mode=False)  # Click's own errors come back here as exceptions
     except Interrupted as error:  # a graceful stop the user asked for: not an error
         typer.echo(f"interrupted: {_one_line(error)}", err=True)
         sys.exit(error.exit_code)
     except RnnclfError as error:
         typer.echo(f"error: {_one_line(error)}", err=True)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt as error:
+    except _USAGE_ERROR as error:  # unknown option, missing argument, bad option value
+        where = error.ctx.command_path if error.ctx is not None else "rnnclf"
+        message = _one_line(error.format_message()).rstrip(".")
+        typer.echo(f"error: {message}; see {where} --help", err=True)
+        sys.exit(error.exit_code)
+    except _CLICK_EXCEPTION as error:
+        typer.echo(f"error: {_one_line(error.format_message())}", err=True)
+        sys.exit(error.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    except StoppedAtOnce as error:
         typer.echo("interrupted: stopped at once; files already written are intact (last.pt is "
                    "the last saved state)", err=True)
-        sys.exit(getattr(error, "exit_code", 130))
+        sys.exit(error.exit_code)
     except BrokenPipeError:
         # The reader went away (`rnnclf predict - | head`): stop quietly, as Unix tools do.
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -29,8 +29,12 @@ class Interrupted(RnnclfError):
     exit_code = 130
 
 
-class StoppedAtOnce(KeyboardInterrupt):
-    """A second SIGINT/SIGTERM: leave now without saving; every file on disk stays whole."""
+class StoppedAtOnce(BaseException):
+    """A second SIGINT/SIGTERM: leave now without saving; every file on disk stays whole.
+
+    A BaseException (like KeyboardInterrupt) so that no `except Exception` swallows it, but not
+    a KeyboardInterrupt, which Typer would turn into a silent exit 130 even for SIGTERM.
+    """
 
     def __init__(self, exit_code: int = 130) -> None:
         super().__init__()

@@ -340,9 +340,18 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     optimizer = build_optimizer(config.optim, model)
     progress = Progress()
     if resume_state is not None:
-        model.load_state_dict(resume_state["model_state"])
-        optimizer.load_state_dict(resume_state["optimizer_state"])
-        progress = Progress(**resume_state["progress"])
+        if list(resume_state["vocab"]) != data.vocab.itos:
+            raise RnnclfError(f"the training data changed since {run_dir} started (its vocabulary "
+                              f"differs), so it cannot be resumed; restore {config.data.dir}/"
+                              f"{config.data.train_file} or start a new run")
+        try:
+            model.load_state_dict(resume_state["model_state"])
+            optimizer.load_state_dict(resume_state["optimizer_state"])
+            progress = Progress(**resume_state["progress"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise RnnclfError(f"{run_dir}/last.pt cannot be resumed ({first_line[:160]}); the "
+                              "file is damaged or was edited") from None
         _set_rng_state(resume_state["rng"])
         _reconcile_metrics(run_dir, progress, resume_state.get("last_epoch_record"))
         if progress.epoch >= config.train.epochs:

@@ -8,14 +8,12 @@ import math
 import os
 import resource
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from robustness_support import run_cli, subprocess_env, tiny_overrides, write_dataset
+from robustness_support import run_cli, tiny_overrides, write_dataset
 
 from rnnclf import io as rnnclf_io
 from rnnclf import train as train_module
@@ -101,21 +99,18 @@ def test_a_real_file_size_limit_while_saving(data_dir: Path, tmp_path: Path,
     set without root tricks): one line, and last.pt is still the epoch-1 file."""
     run_dir = one_epoch_then(data_dir, tmp_path, capsys)
     before = (run_dir / "last.pt").read_bytes()
-    limit = len(before) // 2
-
-    def small_files() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    completed = subprocess.run(
-        [sys.executable, "-m", "rnnclf", "train", "--resume", str(run_dir), "train.epochs=2"],
-        capture_output=True, text=True, env=subprocess_env(tmp_path), cwd=tmp_path,
-        preexec_fn=small_files, timeout=120)
-    assert completed.returncode == 1, completed.stderr
-    assert "Traceback" not in completed.stderr
-    last_line = completed.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("error: cannot write") and "File too large" in last_line
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) // 2, hard))
+    try:
+        result = run_cli(["train", "--resume", run_dir, "train.epochs=2"], capsys)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    line = result.assert_one_error_line("cannot write", "File too large")
+    assert result.code == 1
     assert (run_dir / "last.pt").read_bytes() == before
+    assert str(run_dir) in line
     assert not list(run_dir.glob(".*.tmp"))
 
 

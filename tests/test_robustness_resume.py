@@ -345,3 +345,24 @@ def test_loading_resume_config_from_a_broken_last_pt_is_one_line(tmp_path: Path)
     with pytest.raises(RnnclfError, match="not a readable rnnclf checkpoint"):
         load_resume_config(run_dir, [])
 
+
+
+def test_resume_after_the_training_data_changed_is_refused(
+        data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "runs"
+    fit(load_config(None, tiny_overrides(data_dir, runs, epochs=1)), log=quiet)
+    with (data_dir / "train.csv").open("a") as handle:
+        handle.write('"1","Brand new words","appear zebra quokka zebra quokka"\n')
+    run_cli(["train", "--resume", runs / "tiny", "train.epochs=2"], capsys
+            ).assert_one_error_line("training data changed", "cannot be resumed")
+
+
+def test_resume_from_an_edited_last_pt_is_one_line(
+        data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "runs"
+    fit(load_config(None, tiny_overrides(data_dir, runs, epochs=1)), log=quiet)
+    payload = load_checkpoint(runs / "tiny" / "last.pt")
+    payload["optimizer_state"] = {"state": {}, "param_groups": []}
+    torch.save(payload, runs / "tiny" / "last.pt")
+    run_cli(["train", "--resume", runs / "tiny", "train.epochs=2"], capsys
+            ).assert_one_error_line("cannot be resumed")

@@ -373,10 +373,13 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     last_record: dict[str, Any] | None = None  # the newest metrics.jsonl line, kept in last.pt
 
     def checkpoint_state() -> dict[str, Any]:
-        if not _all_finite(model):  # the loss checks should make this unreachable; never save NaN
-            raise RunFailed(f"the model's weights became NaN/inf at epoch {progress.epoch + 1}, "
-                            f"step {progress.global_step}; nothing was saved from this state. "
-                            "Lower optim.lr or set optim.grad_clip")
+        if not _all_finite(model):  # e.g. the last step's update overflowed; never save NaN
+            # At an epoch's end `epoch` already counts the finished epoch and step_in_epoch is 0.
+            epoch = progress.epoch + 1 if progress.step_in_epoch else progress.epoch
+            raise RunFailed(f"the model's weights became NaN/inf at epoch {epoch}, step "
+                            f"{progress.global_step}; nothing was saved from this state, so "
+                            "best.pt/last.pt keep the last good one. Lower optim.lr or set "
+                            "optim.grad_clip")
         return {**state_common, "model_state": model.state_dict(),
                 "optimizer_state": optimizer.state_dict(), "progress": vars(progress).copy(),
                 "rng": _rng_state(), "last_epoch_record": last_record}

@@ -218,3 +218,34 @@ def test_skip_nonfinite_resumes_exactly(data_dir: Path, tmp_path: Path,
     drop = {"seconds", "samples_per_s"}
     assert [{k: v for k, v in r.items() if k not in drop} for r in resumed["epochs"]] \
         == [{k: v for k, v in r.items() if k not in drop} for r in straight["epochs"]]
+
+
+def test_weights_that_turn_nan_on_an_epochs_last_step_are_never_saved(
+        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loss of the last step was still finite, but the update made the weights NaN: the
+    epoch's evaluation cannot be trusted and neither best.pt nor last.pt may take them."""
+    original = train_module.build_optimizer
+
+    def build_optimizer(*args: Any, **kwargs: Any) -> torch.optim.Optimizer:
+        optimizer = original(*args, **kwargs)
+        step, calls = optimizer.step, {"n": 0}
+
+        def poisoned_step(*a: Any, **k: Any) -> Any:
+            result = step(*a, **k)
+            calls["n"] += 1
+            if calls["n"] == 2 * STEPS_PER_EPOCH:
+                with torch.no_grad():
+                    optimizer.param_groups[0]["params"][0].fill_(math.nan)
+            return result
+
+        optimizer.step = poisoned_step  # type: ignore[method-assign]
+        return optimizer
+
+    monkeypatch.setattr(train_module, "build_optimizer", build_optimizer)
+    config = load_config(None, tiny_overrides(data_dir, tmp_path / "runs", epochs=3))
+    with pytest.raises(RunFailed, match="weights became NaN/inf at epoch 2"):
+        fit(config, log=quiet)
+    run_dir = tmp_path / "runs" / "tiny"
+    for name in ("best.pt", "last.pt"):
+        assert load_checkpoint(run_dir / name)["progress"]["epoch"] == 1
+        assert finite(run_dir / name)

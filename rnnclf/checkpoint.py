@@ -41,9 +41,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many kinds for torn, empty or foreign files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
+        # torch's own texts for these ("174812789", "EOFError", zip internals) mean nothing to
+        # a user; what matters is which of the three cases it is.
+        text = str(error)
+        if any(sign in text for sign in ("Unsupported global", "Unsupported class",
+                                         "unrecognized function")):
             reason = "it holds pickled objects other than plain data (refused for safety)"
+        elif path.stat().st_size == 0:
+            reason = "the file is empty"
+        else:
+            reason = "the file is truncated, damaged or not written by torch.save"
         raise RnnclfError(f"{path} is not a readable rnnclf checkpoint: {reason[:200]}; "
                           "point to a best.pt or last.pt written by `rnnclf train`") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -114,10 +114,10 @@ def damaged_checkpoints(good: Path, folder: Path) -> dict[str, tuple[Path, str]]
             torch.save(obj, path)
         cases[name] = (path, phrase)
 
-    add("empty", b"", "not a readable rnnclf checkpoint")
-    add("truncated", whole[: len(whole) // 2], "not a readable rnnclf checkpoint")
-    add("one-byte", whole[:1], "not a readable rnnclf checkpoint")
-    add("text", b"epoch,loss\n1,0.5\n", "not a readable rnnclf checkpoint")
+    add("empty", b"", "not a readable rnnclf checkpoint: the file is empty")
+    add("truncated", whole[: len(whole) // 2], "truncated, damaged")
+    add("one-byte", whole[:1], "truncated, damaged")
+    add("text", b"epoch,loss\n1,0.5\n", "truncated, damaged")
     add("csv-data", csv_bytes(generated_rows(5)), "not a readable rnnclf checkpoint")
     add("bare-pickle", pickle.dumps(hostile_payload(folder / "marker")),
         "not a readable rnnclf checkpoint")

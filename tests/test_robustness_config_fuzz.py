@@ -3,7 +3,9 @@ raise RnnclfError, never anything else."""
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from rnnclf.errors import RnnclfError
 
 FIELDS = {section: list(_field_table(kind)) for section, kind in SECTIONS.items()}
 FOLDER = Path(tempfile.mkdtemp(prefix="rnnclf-config-fuzz-"))
+atexit.register(shutil.rmtree, FOLDER, True)
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-10**30, max_value=10**30),

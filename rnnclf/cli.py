@@ -152,7 +152,7 @@ def _read_texts(texts: list[str]) -> Iterator[str]:
                                       "(remove empty lines)")
                 yield line
         elif not text or text.isspace():
-            raise RnnclfError(f"text argument {position} is empty; give some words to classify")
+            raise RnnclfError(f"text {position} is empty; give some words to classify")
         else:
             yield text
 

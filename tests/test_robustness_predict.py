@@ -130,7 +130,7 @@ def test_an_empty_stdin_line_names_its_line_number(checkpoint: Path,
     result = run_cli(["predict", "-c", checkpoint, "-"], capsys, stdin=stdin)
     result.assert_one_error_line("stdin line 3 is empty")
     run_cli(["predict", "-c", checkpoint, "fine", " "], capsys
-            ).assert_one_error_line("text argument 2 is empty")
+            ).assert_one_error_line("text 2 is empty")
     run_cli(["predict", "-c", checkpoint, "-"], capsys, stdin=""
             ).assert_one_error_line("no text to classify")
 

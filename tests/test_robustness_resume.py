@@ -311,8 +311,8 @@ main()
 """
 
 
-def test_kill_9_in_the_middle_of_writing_last_pt(data_dir: Path, tmp_path: Path) -> None:
-    """A real SIGKILL while last.pt is half written: last.pt is the previous whole file, the
+def test_kill_9_in_the_middle_of_writing_a_checkpoint(data_dir: Path, tmp_path: Path) -> None:
+    """A real SIGKILL while a checkpoint is half written: best.pt and last.pt are whole, the
     metrics are readable, and a resume cleans up and finishes the run."""
     runs = tmp_path / "runs"
     env = subprocess_env(tmp_path)

@@ -370,7 +370,8 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     state_common = {"config": config.to_dict(), "vocab": data.vocab.itos,
                     "label_names": data.label_names}
 
-    last_record: dict[str, Any] | None = None  # the newest metrics.jsonl line, kept in last.pt
+    # The newest metrics.jsonl line, kept in last.pt so a resume can restore it (see above).
+    last_record = resume_state.get("last_epoch_record") if resume_state is not None else None
 
     def checkpoint_state() -> dict[str, Any]:
         if not _all_finite(model):  # e.g. the last step's update overflowed; never save NaN

@@ -79,7 +79,6 @@ def test_hostile_checkpoint_never_runs_code(tmp_path: Path, capsys: pytest.Captu
         line = run_cli(args, capsys).assert_one_error_line("refused for safety")
         assert "evil" in line
         assert not marker.exists(), args
-    (tmp_path / "cache").mkdir(exist_ok=True)
 
 
 def test_hostile_data_cache_is_ignored_not_executed(tmp_path: Path,

@@ -393,6 +393,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     with stop.installed():
         while progress.epoch < config.train.epochs:
             epoch_started = time.perf_counter()
+            seen_before = progress.totals["seen"]  # a resumed epoch: samples trained before
             try:
                 totals = train_one_epoch(model, optimizer, config, data.train, device, progress,
                                          total_steps, stop, save_last)
@@ -408,7 +409,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                 "val_loss": val["loss"], "val_acc": val["accuracy"],
                 "lr": learning_rate(max(0, progress.global_step - 1), total_steps, config.optim),
                 "seconds": time.perf_counter() - epoch_started,
-                "samples_per_s": totals.seen / max(1e-9, train_seconds),
+                "samples_per_s": (totals.seen - seen_before) / max(1e-9, train_seconds),
             }
             if progress.skipped_steps:
                 record["skipped_steps"] = progress.skipped_steps

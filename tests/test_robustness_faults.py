@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import math
 import os
-import resource
 import signal
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from rnnclf.errors import RunFailed
 from rnnclf.io import read_jsonl
 from rnnclf.train import fit, load_resume_config
 
+resource = pytest.importorskip("resource")  # POSIX only (RLIMIT_FSIZE)
 STEPS_PER_EPOCH = 23
 
 

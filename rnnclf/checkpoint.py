@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,20 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise RnnclfError(f"checkpoint {path} is a folder; give runs/<name>/best.pt")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles; the error says it
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many kinds for torn, empty or foreign files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
+        # torch's own texts for these ("174812789", "EOFError", zip internals) mean nothing to
+        # a user; what matters is which of the three cases it is.
+        text = str(error)
+        if any(sign in text for sign in ("Unsupported global", "Unsupported class",
+                                         "unrecognized function")):
             reason = "it holds pickled objects other than plain data (refused for safety)"
+        elif path.stat().st_size == 0:
+            reason = "the file is empty"
+        else:
+            reason = "the file is truncated, damaged or not written by torch.save"
         raise RnnclfError(f"{path} is not a readable rnnclf checkpoint: {reason[:200]}; "
                           "point to a best.pt or last.pt written by `rnnclf train`") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -70,6 +80,10 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     payload = load_checkpoint(path)
     try:
         config = from_dict(payload["config"], source=f"{path} (saved config)")
+    except RnnclfError as error:
+        raise RnnclfError(f"{path} holds a config this rnnclf cannot use ({error}); use a "
+                          "checkpoint written by this version") from None
+    try:
         vocab = Vocab(list(payload["vocab"]))
         label_names = [str(name) for name in payload["label_names"]]
         model = build_model(config.model, len(vocab), len(label_names))

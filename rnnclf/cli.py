@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rnnclf import __version__
-from rnnclf.errors import RnnclfError
+from rnnclf.errors import Interrupted, RnnclfError, StoppedAtOnce
+
+if TYPE_CHECKING:
+    from rnnclf.predict import Prediction
 
 app = typer.Typer(
     name="rnnclf",
@@ -136,14 +141,44 @@ def eval_(
         typer.echo(format_report(report))
 
 
-def _read_texts(texts: list[str]) -> list[str]:
-    collected: list[str] = []
-    for text in texts:
+PREDICT_CHUNK = 1024  # texts read, classified and printed at a time: memory stays bounded
+
+
+def _stdin_lines() -> Iterator[str]:
+    """Lines of stdin without their line ends; bytes that are not UTF-8 become U+FFFD."""
+    binary = getattr(sys.stdin, "buffer", None)
+    if binary is None:  # a replaced text-only stdin (tests, embedding)
+        for line in sys.stdin:
+            yield line.rstrip("\r\n")
+        return
+    for raw in binary:
+        yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _read_texts(texts: list[str]) -> Iterator[str]:
+    """The texts to classify, in order; an empty one stops with where it came from."""
+    for position, text in enumerate(texts, 1):
         if text == "-":
-            collected.extend(line.rstrip("\r\n") for line in sys.stdin)
+            for number, line in enumerate(_stdin_lines(), 1):
+                if not line or line.isspace():
+                    raise RnnclfError(f"stdin line {number} is empty; give one text per line "
+                                      "(remove empty lines)")
+                yield line
+        elif not text or text.isspace():
+            raise RnnclfError(f"text {position} is empty; give some words to classify")
         else:
-            collected.append(text)
-    return collected
+            yield text
+
+
+def _chunks(items: Iterator[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 @app.command()
@@ -200,11 +235,17 @@ def predict(
         typer.echo(f"classified {stats.rows} rows -> {output_file}{note}", err=True)
         return
     texts = texts or []
-    items = _read_texts(texts)
-    if not items:
-        raise RnnclfError("no text to classify; pass texts as arguments or '-' with lines on stdin")
     predictor = Predictor(checkpoint, device)
-    for result in predictor.predict(items, top_k=top_k):
+    printed = 0
+    for chunk in _chunks(_read_texts(texts), PREDICT_CHUNK):
+        printed += len(chunk)
+        _print_predictions(predictor.predict(chunk, top_k=top_k), json_output)
+    if not printed:
+        raise RnnclfError("no text to classify; pass texts as arguments or '-' with lines on stdin")
+
+
+def _print_predictions(results: list[Prediction], json_output: bool) -> None:
+    for result in results:
         if json_output:
             typer.echo(json.dumps({
                 "text": result.text if len(result.text) <= 200 else result.text[:200] + "...",
@@ -314,13 +355,48 @@ def export(
     typer.echo(f"wrote {model_path} and {info_path}")
 
 
+def _click_class(name: str) -> type[Exception]:
+    """Click's exception classes, wherever this Typer keeps Click (vendored in typer >= 0.2x)."""
+    return next(kind for kind in typer.BadParameter.__mro__ if kind.__name__ == name)
+
+
+_USAGE_ERROR = _click_class("UsageError")
+_CLICK_EXCEPTION = _click_class("ClickException")
+
+
+def _one_line(error: BaseException) -> str:
+    """The message on one line, whatever a file name or a value in it held."""
+    return " ".join(str(error).split("\n")).replace("\r", " ")
+
+
 def main() -> None:
     """Console entry point: user errors become one line and a non-zero exit, never a traceback."""
     try:
-        app()
-    except RnnclfError as error:
-        typer.echo(f"error: {error}", err=True)
+        code = app(standalone_mode=False)  # Click's own errors come back here as exceptions
+    except Interrupted as error:  # a graceful stop the user asked for: not an error
+        typer.echo(f"interrupted: {_one_line(error)}", err=True)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+    except RnnclfError as error:
+        typer.echo(f"error: {_one_line(error)}", err=True)
+        sys.exit(error.exit_code)
+    except _USAGE_ERROR as error:  # unknown option, missing argument, bad option value
+        where = error.ctx.command_path if error.ctx is not None else "rnnclf"
+        message = _one_line(error.format_message()).rstrip(".")
+        typer.echo(f"error: {message}; see {where} --help", err=True)
+        sys.exit(error.exit_code)
+    except _CLICK_EXCEPTION as error:
+        typer.echo(f"error: {_one_line(error.format_message())}", err=True)
+        sys.exit(error.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    except StoppedAtOnce as error:
+        typer.echo("interrupted: stopped at once; files already written are intact (last.pt is "
+                   "the last saved state)", err=True)
+        sys.exit(error.exit_code)
+    except BrokenPipeError:
+        # The reader went away (`rnnclf predict - | head`): stop quietly, as Unix tools do.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+    sys.exit(code if isinstance(code, int) else 0)

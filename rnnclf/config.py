@@ -103,6 +103,8 @@ class OptimConfig:
     grad_clip: float = param(1.0, "clip the gradient norm to this; 0 = no clipping", min=0.0)
     label_smoothing: float = param(0.0, "label smoothing of the cross-entropy loss",
                                    min=0.0, max=1.0, max_exclusive=True)
+    skip_nonfinite: bool = param(False, "skip a step whose loss or gradient is NaN/inf instead "
+                                 "of stopping the run (costs a device sync per step)")
 
 
 @dataclass
@@ -196,7 +198,7 @@ def from_dict(raw: Any, source: str = "config") -> Config:
         if section_name not in SECTIONS:
             hint = _did_you_mean(str(section_name), list(SECTIONS))
             raise RnnclfError(
-                f"{source}: unknown section '{section_name}'{hint}; "
+                f"{source}: unknown section {str(section_name)!r}{hint}; "
                 f"sections are {', '.join(SECTIONS)}"
             )
         section_type = SECTIONS[section_name]
@@ -214,7 +216,7 @@ def from_dict(raw: Any, source: str = "config") -> Config:
             if key not in table:
                 hint = _did_you_mean(str(key), list(table))
                 raise RnnclfError(
-                    f"{source}: unknown key '{dotted}'{hint}; "
+                    f"{source}: unknown key {dotted!r}{hint}; "
                     f"'{section_name}' takes {', '.join(table)}"
                 )
             kind, meta = table[key]
@@ -278,8 +280,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         section_type = SECTIONS.get(section)
         kind = _field_table(section_type).get(name, (None, {}))[0] if section_type else None
         target = merged.setdefault(section, {})
-        if not isinstance(target, dict):
+        if target is None:  # `model:` with nothing under it in the YAML
             target = merged[section] = {}
+        if not isinstance(target, dict):
+            raise RnnclfError(f"section '{section}' must be a mapping of key: value, not a "
+                              f"{type(target).__name__}; fix the config file")
         target[name] = _override_value(raw_value, kind)
     return merged
 

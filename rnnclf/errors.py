@@ -21,3 +21,21 @@ class RunFailed(RnnclfError):
     """A run that started but could not finish (non-finite loss, disk full): exit code 1."""
 
     exit_code = 1
+
+
+class Interrupted(RnnclfError):
+    """Training stopped on SIGINT/SIGTERM after saving last.pt (exit 130 / 143)."""
+
+    exit_code = 130
+
+
+class StoppedAtOnce(BaseException):
+    """A second SIGINT/SIGTERM: leave now without saving; every file on disk stays whole.
+
+    A BaseException (like KeyboardInterrupt) so that no `except Exception` swallows it, but not
+    a KeyboardInterrupt, which Typer would turn into a silent exit 130 even for SIGTERM.
+    """
+
+    def __init__(self, exit_code: int = 130) -> None:
+        super().__init__()
+        self.exit_code = exit_code

@@ -13,7 +13,16 @@ from typing import IO, Any
 
 import torch
 
-from rnnclf.errors import RunFailed
+from rnnclf.errors import RnnclfError, RunFailed
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -36,6 +45,20 @@ def _write_error(path: Path, error: OSError) -> RunFailed:
                      "Free space or choose another folder (train.runs_dir)")
 
 
+def _os_error_behind(error: BaseException) -> OSError | None:
+    """The OSError that caused `error`, if any: torch.save reports a failed write (disk full)
+    as a RuntimeError whose __context__ is the OSError."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ if current.__suppress_context__ \
+            else current.__cause__ or current.__context__
+    return None
+
+
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temp file beside `path`; on success fsync it and rename it over `path`."""
@@ -44,19 +67,23 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
         fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise _write_error(path, error) from None
+    with contextlib.suppress(OSError, AttributeError):  # mkstemp makes 0600; use 0666 - umask
+        os.fchmod(fd, 0o666 & ~_UMASK)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp_name, path)
-    except OSError as error:
+    except BaseException as error:
+        # Whatever went wrong (disk full, a second Ctrl-C, a bug), the target keeps its previous
+        # whole version and the half-written temp file goes.
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
-        raise _write_error(path, error) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
+        os_error = (_os_error_behind(error) if isinstance(error, Exception)
+                    and not isinstance(error, RnnclfError) else None)
+        if os_error is not None:
+            raise _write_error(path, os_error) from None
         raise
     _fsync_dir(path.parent)
 

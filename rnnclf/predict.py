@@ -40,7 +40,7 @@ class Predictor:
 
     def predict(self, texts: list[str], top_k: int = 1) -> list[Prediction]:
         for number, text in enumerate(texts, 1):
-            if not text.strip():
+            if not text or text.isspace():  # no .strip(): it would copy a huge text
                 raise RnnclfError(f"text {number} is empty; give some words to classify")
         top_k = max(1, min(top_k, len(self.label_names)))
         results: list[Prediction] = []

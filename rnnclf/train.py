@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import signal
 import time
@@ -34,7 +35,7 @@ from rnnclf.distributed import (
     evaluate_sharded,
     wrap_model,
 )
-from rnnclf.errors import RnnclfError, RunFailed
+from rnnclf.errors import Interrupted, RnnclfError, RunFailed, StoppedAtOnce
 from rnnclf.factory import build_model, build_optimizer, learning_rate
 from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.model import count_parameters
@@ -42,10 +43,6 @@ from rnnclf.tensorboard_log import TensorBoardLog
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "summary.json", "eval.json")
 LOG_EVERY = 20  # steps between progress-bar refreshes (each refresh reads values off the device)
-
-
-class Interrupted(RnnclfError):
-    """Training stopped on SIGINT/SIGTERM after saving last.pt."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -112,6 +109,7 @@ class Progress:
     best_val_acc: float = -1.0
     best_epoch: int = -1
     epochs_without_improvement: int = 0
+    skipped_steps: int = 0  # steps of this epoch skipped for a non-finite loss or gradient
     totals: dict[str, Any] = field(default_factory=lambda: {"loss_sum": 0.0, "correct": 0,
                                                              "seen": 0})
 
@@ -128,7 +126,9 @@ class StopSignal:
 
         def handle(signum: int, frame: Any) -> None:
             if self.received is not None:
-                raise KeyboardInterrupt  # second signal: leave now; writes are atomic
+                # Second signal: leave now. Every write is atomic (temp file + rename), so
+                # whatever this interrupts, the files on disk stay the previous whole versions.
+                raise StoppedAtOnce(_exit_code(signum))
             self.received = signum
 
         try:
@@ -142,6 +142,41 @@ class StopSignal:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _exit_code(signum: int) -> int:
+    return 128 + int(signum)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+def _signal_name(signum: int) -> str:
+    return "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+
+
+class NonFiniteTracker:
+    """Notes the first step whose loss is NaN/inf without reading it off the device every step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.first_step = torch.full((), -1, device=device, dtype=torch.int64)
+        self.first_loss = torch.zeros((), device=device, dtype=torch.float32)
+
+    def observe(self, loss: torch.Tensor, step: int) -> None:
+        fresh = ~torch.isfinite(loss.detach()) & (self.first_step < 0)
+        self.first_step = torch.where(fresh, step, self.first_step)
+        self.first_loss = torch.where(fresh, loss.detach().float(), self.first_loss)
+
+    def check(self, epoch: int) -> None:
+        """Raise RunFailed if any observed step was non-finite (one host sync)."""
+        step = int(self.first_step.item())
+        if step >= 0:
+            raise RunFailed(
+                f"the training loss became {self.first_loss.item()} at epoch {epoch}, step "
+                f"{step}; the run stopped without saving that state, so best.pt/last.pt keep the "
+                "last good one. Lower optim.lr, set optim.grad_clip, or set "
+                "optim.skip_nonfinite=true to skip such steps")
+
+
+def _all_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def _forward_loss(model: nn.Module, batch: Batch, label_smoothing: float
@@ -168,54 +203,62 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: 
                disable=not config.train.progress or not dist.is_main, leave=False,
                dynamic_ncols=True)
     started, seen_at_start = time.perf_counter(), totals.seen
-    for batch in batches:
-        batch = batch.to(device, non_blocking=True)
-        lr = learning_rate(progress.global_step, total_steps, config.optim)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss, logits = _forward_loss(model, batch, config.optim.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.optim.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        optimizer.step()
-        batch_size = len(batch.labels)
-        totals.loss_sum += loss.detach().double() * batch_size
-        totals.correct += (logits.detach().argmax(1) == batch.labels).sum()
-        totals.seen += batch_size
-        progress.step_in_epoch += 1
-        progress.global_step += 1
-        bar.update(1)
-        log_step = progress.step_in_epoch % LOG_EVERY == 0 or progress.step_in_epoch == steps
-        if dist.enabled:  # ranks agree every LOG_EVERY steps, so all stop after the same step
-            stopping = log_step and dist.any(stop.received is not None)
-        else:
-            stopping = stop.received is not None
-        if log_step or stopping:
-            loss_sum, correct = totals.loss_sum.item(), int(totals.correct.item())
-            mean_loss = loss_sum / totals.seen
-            if mean_loss != mean_loss or mean_loss in (float("inf"), float("-inf")):
-                raise RunFailed(f"the training loss became {mean_loss} at epoch "
-                                f"{progress.epoch + 1}, step {progress.global_step}; nothing was "
-                                "saved from this point. Lower optim.lr or set optim.grad_clip")
-            rate = (totals.seen - seen_at_start) / max(1e-9, time.perf_counter() - started)
-            bar.set_postfix(loss=f"{mean_loss:.4f}",
-                            acc=f"{correct / totals.seen:.4f}",
-                            samples_s=f"{rate:.0f}", refresh=False)
-            if tensorboard is not None:
-                tensorboard.log_step(progress.global_step, loss_sum, correct, totals.seen, lr,
-                                     rate)
-        if stopping:
-            progress.totals = totals.summed_over(dist).to_state()
-            save_last()
-            dist.barrier()  # last.pt is written before any rank exits (torchrun ends the rest)
-            bar.close()
-            name = "SIGINT" if stop.received == signal.SIGINT else "SIGTERM"
-            raise Interrupted(f"stopped by {name} at epoch {progress.epoch + 1}, step "
-                              f"{progress.global_step}; last.pt saved. Resume with: rnnclf train "
-                              "--resume RUN_DIR",
-                              exit_code=130 if stop.received == signal.SIGINT else 143)
-    bar.close()
+    nonfinite = NonFiniteTracker(device)
+    skip_nonfinite = config.optim.skip_nonfinite
+    try:
+        for batch in batches:
+            batch = batch.to(device, non_blocking=True)
+            lr = learning_rate(progress.global_step, total_steps, config.optim)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, logits = _forward_loss(model, batch, config.optim.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            progress.step_in_epoch += 1  # the batch is used up either way: a resume skips it
+            progress.global_step += 1
+            bar.update(1)
+            if skip_nonfinite and not bool(torch.isfinite(loss.detach())):  # host sync, opt-in
+                progress.skipped_steps += 1
+            else:
+                loss.backward()
+                grad_norm = (nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+                             if config.optim.grad_clip > 0 else None)
+                if skip_nonfinite and grad_norm is not None and not bool(torch.isfinite(grad_norm)):
+                    optimizer.zero_grad(set_to_none=True)
+                    progress.skipped_steps += 1
+                else:
+                    optimizer.step()
+                    nonfinite.observe(loss, progress.global_step)
+                    batch_size = len(batch.labels)
+                    totals.loss_sum += loss.detach().double() * batch_size
+                    totals.correct += (logits.detach().argmax(1) == batch.labels).sum()
+                    totals.seen += batch_size
+            log_step = progress.step_in_epoch % LOG_EVERY == 0 or progress.step_in_epoch == steps
+            if dist.enabled:  # ranks agree every LOG_EVERY steps, so all stop after the same step
+                stopping = log_step and dist.any(stop.received is not None)
+            else:
+                stopping = stop.received is not None
+            if log_step or stopping:
+                nonfinite.check(progress.epoch + 1)
+                if totals.seen:
+                    loss_sum, correct = totals.loss_sum.item(), int(totals.correct.item())
+                    rate = (totals.seen - seen_at_start) / max(1e-9, time.perf_counter() - started)
+                    bar.set_postfix(loss=f"{loss_sum / totals.seen:.4f}",
+                                    acc=f"{correct / totals.seen:.4f}",
+                                    samples_s=f"{rate:.0f}", refresh=False)
+                    if tensorboard is not None:
+                        tensorboard.log_step(progress.global_step, loss_sum, correct, totals.seen,
+                                             lr, rate)
+            if stopping:
+                progress.totals = totals.summed_over(dist).to_state()
+                save_last()
+                dist.barrier()  # last.pt is written before any rank exits (torchrun ends the rest)
+                signum = stop.received or signal.SIGTERM  # ranks without a signal were told
+                raise Interrupted(f"stopped by {_signal_name(signum)} at epoch "
+                                  f"{progress.epoch + 1}, step {progress.global_step}; last.pt "
+                                  "saved", exit_code=_exit_code(signum))
+        nonfinite.check(progress.epoch + 1)  # before anything of this epoch is evaluated or saved
+    finally:
+        bar.close()
     return totals.summed_over(dist)
 
 
@@ -261,6 +304,41 @@ def _prepare_run_directory(run_dir: Path, overwrite: bool) -> None:
                           "another train.runs_dir") from None
 
 
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """Temp files a killed process left behind (`.last.pt.<random>.tmp`); never read by anyone."""
+    for name in RUN_FILES:
+        for temp in run_dir.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                temp.unlink()
+
+
+def _reconcile_metrics(run_dir: Path, progress: Progress, last_record: dict[str, Any] | None
+                       ) -> None:
+    """Make metrics.jsonl agree with last.pt before a resume appends to it.
+
+    A kill can land between saving last.pt and appending that epoch's line (the line is then
+    missing; last.pt carries a copy), or in the middle of the append (a torn line, which the next
+    append would glue onto). Rewriting the file atomically from its whole records fixes both.
+    """
+    path = run_dir / "metrics.jsonl"
+    records = read_jsonl(path) if path.is_file() else []
+    kept = [r for r in records if isinstance(r, dict) and r.get("epoch", 0) <= progress.epoch]
+    epochs = {r.get("epoch") for r in kept}
+    if last_record is not None and last_record.get("epoch") not in epochs \
+            and last_record.get("epoch") == progress.epoch:
+        kept.append(last_record)
+    text = "".join(json.dumps(record) + "\n" for record in kept)
+    if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
+        atomic_write_text(path, text)
+
+
+def _interrupted(signum: int, progress: Progress, run_dir: Path) -> Interrupted:
+    return Interrupted(
+        f"stopped by {_signal_name(signum)} at epoch {progress.epoch + 1}, step "
+        f"{progress.global_step}; last.pt saved. Resume with: rnnclf train --resume {run_dir}",
+        exit_code=_exit_code(signum))
+
+
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -301,6 +379,12 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         config.data.dir = str(resolve_data_dir(config.data))  # runs stay valid from any cwd
         run_dir = run_directory(config)
         dist.main_only(lambda: _prepare_run_directory(run_dir, overwrite))
+    if dist.is_main:
+        _remove_stale_temp_files(run_dir)
+    if dist.enabled and config.optim.skip_nonfinite:
+        # A rank that skips its backward pass would leave the others waiting in DDP's all-reduce.
+        raise RnnclfError("optim.skip_nonfinite cannot be used with data-parallel training; set "
+                          "optim.skip_nonfinite=false or train in one process")
     if config.train.num_threads > 0:
         torch.set_num_threads(config.train.num_threads)
     device = dist.device if dist.enabled else resolve_device(config.train.device)
@@ -316,13 +400,28 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     optimizer = build_optimizer(config.optim, model)
     progress = Progress()
     if resume_state is not None:
-        model.load_state_dict(resume_state["model_state"])
-        optimizer.load_state_dict(resume_state["optimizer_state"])
-        progress = Progress(**resume_state["progress"])
+        if list(resume_state["vocab"]) != data.vocab.itos:
+            raise RnnclfError(f"the training data changed since {run_dir} started (its vocabulary "
+                              f"differs), so it cannot be resumed; restore {config.data.dir}/"
+                              f"{config.data.train_file} or start a new run")
+        try:
+            model.load_state_dict(resume_state["model_state"])
+            optimizer.load_state_dict(resume_state["optimizer_state"])
+            progress = Progress(**resume_state["progress"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise RnnclfError(f"{run_dir}/last.pt cannot be resumed ({first_line[:160]}); the "
+                              "file is damaged or was edited") from None
         if not dist.is_main:  # last.pt holds all ranks' sums; rank 0 alone carries them on
             progress.totals = Progress().totals
         _set_rng_state(resume_state["rng"])
-        log(f"resuming {run_dir} at epoch {progress.epoch + 1}, step {progress.global_step}")
+        if dist.is_main:
+            _reconcile_metrics(run_dir, progress, resume_state.get("last_epoch_record"))
+        if progress.epoch >= config.train.epochs:
+            log(f"{run_dir} already finished {progress.epoch} epochs; to train longer, resume "
+                f"with train.epochs=N (N > {progress.epoch})")
+        else:
+            log(f"resuming {run_dir} at epoch {progress.epoch + 1}, step {progress.global_step}")
     elif dist.is_main:
         atomic_write_text(run_dir / "config.yaml", to_yaml(config))
     log(f"model: {config.model.cell} x{config.model.num_layers}"
@@ -340,10 +439,20 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     state_common = {"config": config.to_dict(), "vocab": data.vocab.itos,
                     "label_names": data.label_names, "world_size": dist.world_size}
 
+    # The newest metrics.jsonl line, kept in last.pt so a resume can restore it (see above).
+    last_record = resume_state.get("last_epoch_record") if resume_state is not None else None
+
     def checkpoint_state() -> dict[str, Any]:
+        if not _all_finite(model):  # e.g. the last step's update overflowed; never save NaN
+            # At an epoch's end `epoch` already counts the finished epoch and step_in_epoch is 0.
+            epoch = progress.epoch + 1 if progress.step_in_epoch else progress.epoch
+            raise RunFailed(f"the model's weights became NaN/inf at epoch {epoch}, step "
+                            f"{progress.global_step}; nothing was saved from this state, so "
+                            "best.pt/last.pt keep the last good one. Lower optim.lr or set "
+                            "optim.grad_clip")
         return {**state_common, "model_state": model.state_dict(),
                 "optimizer_state": optimizer.state_dict(), "progress": vars(progress).copy(),
-                "rng": _rng_state()}
+                "rng": _rng_state(), "last_epoch_record": last_record}
 
     def save_last() -> None:
         if dist.is_main:
@@ -357,8 +466,14 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                             else contextlib.nullcontext()):
         while progress.epoch < config.train.epochs:
             epoch_started = time.perf_counter()
-            totals = train_one_epoch(train_model, optimizer, config, data.train, device,
-                                     progress, total_steps, stop, save_last, tensorboard, dist)
+            seen_before = progress.totals["seen"]  # a resumed epoch: samples trained before
+            try:
+                totals = train_one_epoch(train_model, optimizer, config, data.train, device,
+                                         progress, total_steps, stop, save_last, tensorboard,
+                                         dist)
+            except Interrupted:
+                signum = stop.received or signal.SIGTERM
+                raise _interrupted(signum, progress, run_dir) from None
             train_seconds = time.perf_counter() - epoch_started
             val = evaluate(model, data.val, config.train.eval_batch_size, config.data.max_length,
                            device, dist)
@@ -369,8 +484,15 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                 "val_loss": val["loss"], "val_acc": val["accuracy"],
                 "lr": learning_rate(max(0, progress.global_step - 1), total_steps, config.optim),
                 "seconds": time.perf_counter() - epoch_started,
-                "samples_per_s": totals.seen / max(1e-9, train_seconds),
+                "samples_per_s": (totals.seen - seen_before) / max(1e-9, train_seconds),
             }
+            if progress.skipped_steps:
+                record["skipped_steps"] = progress.skipped_steps
+                log(f"epoch {record['epoch']}: skipped {record['skipped_steps']} step(s) with a "
+                    "non-finite loss or gradient (optim.skip_nonfinite)")
+            if totals.seen == 0:
+                raise RunFailed(f"every step of epoch {record['epoch']} had a non-finite loss or "
+                                "gradient; lower optim.lr or set optim.grad_clip")
             improved = val["accuracy"] > progress.best_val_acc
             if improved:
                 progress.best_val_acc, progress.best_epoch = val["accuracy"], progress.epoch + 1
@@ -380,6 +502,8 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
             progress.epoch += 1
             progress.step_in_epoch = 0
             progress.totals = {"loss_sum": 0.0, "correct": 0, "seen": 0}
+            progress.skipped_steps = 0
+            last_record = record
             if improved and dist.is_main:
                 save_checkpoint(run_dir / "best.pt", checkpoint_state())
             save_last()
@@ -397,6 +521,12 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                 if stopped_early:
                     log(f"early stop: no better val accuracy for {patience} epochs")
                 break
+            stop_now = stop.received is not None
+            if dist.enabled:
+                stop_now = dist.any(stop_now)
+            if stop_now and progress.epoch < config.train.epochs:
+                # The signal came during evaluation or saving: this epoch is saved whole.
+                raise _interrupted(stop.received or signal.SIGTERM, progress, run_dir)
     dist.barrier()  # all ranks leave together, once rank 0 has written its files
     dump_state_for_tests(model, dist)
 

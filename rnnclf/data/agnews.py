@@ -74,6 +74,57 @@ def _bad_row(path: Path, line: int, problem: str, skip: bool, skipped: list[str]
     skipped.append(message)
 
 
+def _check_fields(fields: list[str]) -> Row | str:
+    """The row, or what is wrong with it."""
+    if len(fields) != 3:
+        return f"expected 3 columns (label, title, description), found {len(fields)}"
+    label_text, title, description = fields
+    if label_text.strip() not in ("1", "2", "3", "4"):
+        return f"label {label_text[:20]!r} is not one of 1, 2, 3, 4"
+    joined = f"{title} {description}".strip()
+    if not joined:
+        return "title and description are both empty"
+    try:
+        joined.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the row is not valid UTF-8"
+    return Row(int(label_text) - 1, joined)
+
+
+def _read_from(path: Path, lines: list[str], start: int, rows: list[Row], skipped: list[str],
+               skip: bool) -> int | None:
+    """Parse `lines[start:]` into `rows`; return where to parse again, or None when done.
+
+    A bad record that spans several lines (an unclosed quote) may have swallowed clean rows
+    after it, so only its first line is reported and parsing restarts on the line after it.
+    """
+    reader = csv.reader(lines[index] for index in range(start, len(lines)))
+    before = 0  # lines consumed before the current record
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return None
+        except csv.Error as error:
+            problem = str(error)
+            if "field larger" in problem:
+                problem = (f"a field is longer than {MAX_FIELD_CHARS:,} characters "
+                           "(an unclosed quote?)")
+            _bad_row(path, start + before + 1, problem, skip, skipped)
+            return start + before + 1
+        first, last = start + before + 1, start + reader.line_num
+        before = reader.line_num
+        if not fields:
+            continue  # blank line
+        checked = _check_fields(fields)
+        if isinstance(checked, Row):
+            rows.append(checked)
+            continue
+        _bad_row(path, first, checked, skip, skipped)
+        if last > first:
+            return first  # re-read the lines this record spanned, each on its own
+
+
 def read_rows(path: Path, on_bad_row: str = "error") -> tuple[list[Row], list[str]]:
     """Rows of an AG News CSV ("label","title","description", labels 1-4), and skipped-row notes.
 
@@ -90,45 +141,12 @@ def read_rows(path: Path, on_bad_row: str = "error") -> tuple[list[Row], list[st
     text = raw.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
     rows: list[Row] = []
     skipped: list[str] = []
+    lines = list(io.StringIO(text, newline=""))  # split at line ends only, each kept
     old_limit = csv.field_size_limit(MAX_FIELD_CHARS)
     try:
-        reader = csv.reader(io.StringIO(text, newline=""))
-        line = 0
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as error:
-                line = reader.line_num
-                problem = str(error)
-                if "field larger" in problem:
-                    problem = (f"a field is longer than {MAX_FIELD_CHARS:,} characters "
-                               "(an unclosed quote?)")
-                _bad_row(path, line, problem, skip, skipped)
-                continue
-            line = reader.line_num
-            if not fields:
-                continue  # blank line
-            if len(fields) != 3:
-                _bad_row(path, line, f"expected 3 columns (label, title, description), found "
-                         f"{len(fields)}", skip, skipped)
-                continue
-            label_text, title, description = fields
-            if label_text.strip() not in ("1", "2", "3", "4"):
-                _bad_row(path, line, f"label {label_text[:20]!r} is not one of 1, 2, 3, 4",
-                         skip, skipped)
-                continue
-            joined = f"{title} {description}".strip()
-            if not joined:
-                _bad_row(path, line, "title and description are both empty", skip, skipped)
-                continue
-            try:
-                joined.encode("utf-8")
-            except UnicodeEncodeError:
-                _bad_row(path, line, "the row is not valid UTF-8", skip, skipped)
-                continue
-            rows.append(Row(int(label_text) - 1, joined))
+        start = 0  # index of the line the current reader began at
+        while start is not None:
+            start = _read_from(path, lines, start, rows, skipped, skip)
     finally:
         csv.field_size_limit(old_limit)
     if not rows:

@@ -29,9 +29,9 @@ app = typer.Typer(
 
 
 def _runs_dir(explicit: Path | None) -> Path:
-    if explicit is not None:
-        return explicit
-    return Path(os.environ.get("RNNCLF_RUNS_DIR", "runs"))
+    from rnnclf.config import default_runs_dir
+
+    return explicit if explicit is not None else default_runs_dir()
 
 
 def _version(value: bool) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -110,7 +111,8 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     name: str = param("", "run name (runs/<name>/); empty: the config file's name, or 'default'")
-    runs_dir: str = param("runs", "folder that holds the run folders ($RNNCLF_RUNS_DIR overrides)")
+    runs_dir: str = param("", "folder that holds the run folders; empty: $RNNCLF_RUNS_DIR, "
+                          "else ./runs")
     epochs: int = param(6, "passes over the training split", min=1)
     batch_size: int = param(64, "training batch size", min=1)
     eval_batch_size: int = param(512, "batch size for validation, eval and predict", min=1)
@@ -319,6 +321,11 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
     if not config.train.name:
         config.train.name = path.stem if path is not None else "default"
     return config
+
+
+def default_runs_dir() -> Path:
+    """Where runs go when train.runs_dir is empty, and where eval/predict look for them."""
+    return Path(os.environ.get("RNNCLF_RUNS_DIR") or "runs").expanduser()
 
 
 def to_yaml(config: Config) -> str:

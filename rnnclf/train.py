@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from rnnclf import plots
 from rnnclf.checkpoint import load_checkpoint, save_checkpoint
-from rnnclf.config import Config, from_dict, to_yaml
+from rnnclf.config import Config, default_runs_dir, from_dict, to_yaml
 from rnnclf.data.batches import Batch, epoch_batches, eval_batches, eval_order, steps_per_epoch
 from rnnclf.data.dataset import (
     EncodedSplit,
@@ -286,7 +286,9 @@ def evaluate(model: nn.Module, split: EncodedSplit, batch_size: int, max_length:
 
 
 def run_directory(config: Config) -> Path:
-    return Path(config.train.runs_dir).expanduser() / config.train.name
+    runs_dir = Path(config.train.runs_dir).expanduser() if config.train.runs_dir \
+        else default_runs_dir()
+    return runs_dir / config.train.name
 
 
 def _prepare_run_directory(run_dir: Path, overwrite: bool) -> None:

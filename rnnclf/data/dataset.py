@@ -18,7 +18,7 @@ from rnnclf.errors import RnnclfError
 from rnnclf.io import atomic_torch_save
 
 # Bump when tokenizing, cleaning or the cache layout changes, so old caches are not reused.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2
 
 
 @dataclass

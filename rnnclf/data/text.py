@@ -41,7 +41,7 @@ def tokenize(text: str) -> list[str]:
 # became " quot;". A backslash stands for a lost line break. Markup is escaped as &lt;...&gt;.
 _NUMERIC_ENTITY = re.compile(r" ?#(\d{1,6});")
 _NAMED_ENTITY = re.compile(
-    r"(?<![&\w]) ?\b(quot|amp|nbsp|hellip|lt|gt|rsquo|lsquo|rdquo|ldquo|mdash|ndash);"
+    r"(?<!&) ?\b(quot|amp|nbsp|hellip|lt|gt|rsquo|lsquo|rdquo|ldquo|mdash|ndash);"
 )
 _TAG = re.compile(r"<[^<>]{0,300}>")
 _SPACES = re.compile(r"\s+")

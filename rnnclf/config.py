@@ -96,6 +96,9 @@ class OptimConfig:
     grad_clip: float = param(1.0, "clip the gradient norm to this; 0 = no clipping", min=0.0)
     label_smoothing: float = param(0.0, "label smoothing of the cross-entropy loss",
                                    min=0.0, max=1.0, max_exclusive=True)
+    sparse_embedding: bool = param(
+        True, "AdamW only: update just the embedding rows a batch uses (SparseAdam); faster"
+    )
 
 
 @dataclass
@@ -111,6 +114,10 @@ class TrainConfig:
     seed: int = param(0, "seed of initialisation, shuffling and dropout", min=0)
     device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     num_threads: int = param(0, "CPU threads for torch; 0 = torch's default", min=0)
+    precision: str = param("fp32", "training arithmetic: fp32, or bf16/fp16 autocast (fp16: CUDA "
+                           "only, with loss scaling)", choices=("fp32", "bf16", "fp16"))
+    prefetch_batches: int = param(2, "batches a background thread prepares ahead; 0 = none",
+                                  min=0)
     progress: bool = param(True, "show a progress bar per epoch")
 
 

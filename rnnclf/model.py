@@ -27,6 +27,7 @@ class RNNClassifier(nn.Module):
         rnn_dropout: float = 0.0,
         dropout: float = 0.3,
         padding_index: int = 0,
+        sparse_embedding: bool = False,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -35,7 +36,8 @@ class RNNClassifier(nn.Module):
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
         self.pooling = pooling
         self.bidirectional = bidirectional
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_index)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_index,
+                                      sparse=sparse_embedding)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.rnn = CELLS[cell](
             embedding_dim,
@@ -52,11 +54,20 @@ class RNNClassifier(nn.Module):
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64, lengths (B,) int64 (CPU), all lengths >= 1 -> logits (B, C)."""
         embedded = self.embedding_dropout(self.embedding(tokens))  # (B, T, E)
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
+        lengths = lengths.cpu()
+        # Training and eval batches arrive longest first; then packing skips a sort of the
+        # (B, T, E) input and the unsort of every output.
+        presorted = bool((lengths[:-1] >= lengths[1:]).all())
+        packed = pack_padded_sequence(embedded, lengths, batch_first=True,
+                                      enforce_sorted=presorted)
         packed_states, final = self.rnn(packed)
         if self.pooling == "last":
             pooled = self._last_states(final)
+        elif self.pooling == "max":
+            # Padding with -inf lets amax skip it without building a mask.
+            states, _ = pad_packed_sequence(packed_states, batch_first=True,
+                                            padding_value=float("-inf"))  # (B, T', D)
+            pooled = states.amax(dim=1)
         else:
             states, _ = pad_packed_sequence(packed_states, batch_first=True)  # (B, T', D), 0-padded
             pooled = self._pool_states(states, lengths.to(states.device))

@@ -6,7 +6,7 @@ import random
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,12 @@ from rnnclf.config import Config, from_dict, to_yaml
 from rnnclf.data.agnews import resolve_data_dir
 from rnnclf.data.batches import Batch, epoch_batches, eval_batches, eval_order, steps_per_epoch
 from rnnclf.data.dataset import EncodedSplit, TrainingData, prepare_training_data
+from rnnclf.data.prefetch import prefetch
 from rnnclf.errors import RnnclfError, RunFailed
-from rnnclf.factory import build_model, build_optimizer, learning_rate
+from rnnclf.factory import build_model, build_optimizer, learning_rate, uses_sparse_embedding
 from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.model import count_parameters
+from rnnclf.optimizers import OptimizerGroup, clip_grad_norm
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "summary.json", "eval.json")
 LOG_EVERY = 20  # steps between progress-bar refreshes (each refresh reads values off the device)
@@ -46,6 +48,24 @@ def resolve_device(name: str) -> torch.device:
             raise RnnclfError(f"train.device={name} but only {torch.cuda.device_count()} CUDA "
                               "device(s) exist; pick another index")
     return torch.device(name)
+
+
+def autocast_context(precision: str, device: torch.device) -> AbstractContextManager:
+    """Mixed precision for the forward pass and loss; fp32 runs without autocast."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none."""
+    if precision != "fp16":
+        return None
+    if device.type != "cuda":
+        raise RnnclfError("train.precision=fp16 needs a CUDA device; use train.precision=bf16 "
+                          "or fp32 on the CPU")
+    return torch.amp.GradScaler(device.type)
 
 
 def seed_everything(seed: int) -> None:
@@ -128,15 +148,22 @@ def _forward_loss(model: nn.Module, batch: Batch, label_smoothing: float
     return loss, logits
 
 
-def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: Config,
-                    split: EncodedSplit, device: torch.device, progress: Progress,
-                    total_steps: int, stop: StopSignal, save_last: Any) -> EpochTotals:
-    """Train on one epoch's batches from `progress.step_in_epoch` on; returns the epoch's sums."""
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer | OptimizerGroup,
+                    config: Config, split: EncodedSplit, device: torch.device,
+                    progress: Progress, total_steps: int, stop: StopSignal, save_last: Any,
+                    scaler: torch.amp.GradScaler | None = None) -> EpochTotals:
+    """Train on one epoch's batches from `progress.step_in_epoch` on; returns the epoch's sums.
+
+    Batches are collated (and pinned, for CUDA) on a background thread; the loop never waits
+    for the device except every LOG_EVERY steps (and on every step with fp16 loss scaling).
+    """
     model.train()
     totals = EpochTotals.from_state(progress.totals, device)
     steps = steps_per_epoch(len(split), config.train.batch_size)
-    batches = epoch_batches(split, config.train.batch_size, config.data.max_length,
-                            config.train.seed, progress.epoch, progress.step_in_epoch)
+    batches = prefetch(epoch_batches(split, config.train.batch_size, config.data.max_length,
+                                     config.train.seed, progress.epoch, progress.step_in_epoch),
+                       config.train.prefetch_batches,
+                       Batch.pin_memory if device.type == "cuda" else None)
     bar = tqdm(total=steps, initial=progress.step_in_epoch, desc=f"epoch {progress.epoch + 1}",
                disable=not config.train.progress, leave=False, dynamic_ncols=True)
     started, seen_at_start = time.perf_counter(), totals.seen
@@ -145,12 +172,21 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: 
         lr = learning_rate(progress.global_step, total_steps, config.optim)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, logits = _forward_loss(model, batch, config.optim.label_smoothing)
+        with autocast_context(config.train.precision, device):
+            loss, logits = _forward_loss(model, batch, config.optim.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.optim.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if config.optim.grad_clip > 0:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                clip_grad_norm(model.parameters(), config.optim.grad_clip)
+            scaler.step(optimizer)  # skips the step when a gradient overflowed
+            scaler.update()
+        else:
+            loss.backward()
+            if config.optim.grad_clip > 0:
+                clip_grad_norm(model.parameters(), config.optim.grad_clip)
+            optimizer.step()
         batch_size = len(batch.labels)
         totals.loss_sum += loss.detach().double() * batch_size
         totals.correct += (logits.detach().argmax(1) == batch.labels).sum()
@@ -186,9 +222,10 @@ def predict_split(model: nn.Module, split: EncodedSplit, batch_size: int, max_le
                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (N, C) for every row, in the split's row order; and the per-row labels."""
     model.eval()
-    chunks = [model(batch.tokens.to(device), batch.lengths).float().cpu()
+    # Logits stay on the device until the end: one copy back instead of one sync per batch.
+    chunks = [model(batch.tokens.to(device, non_blocking=True), batch.lengths).float()
               for batch in eval_batches(split, batch_size, max_length)]
-    logits = torch.cat(chunks)
+    logits = torch.cat(chunks).cpu()
     ordered = torch.empty_like(logits)
     ordered[eval_order(split, max_length)] = logits
     return ordered, split.labels
@@ -257,12 +294,16 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     log(f"data: {len(data.train)} train / {len(data.val)} val rows, vocabulary {len(data.vocab)}"
         + (f", {data.skipped_rows} bad rows skipped" if data.skipped_rows else "")
         + f" ({time.perf_counter() - started:.1f} s)")
-    model = build_model(config.model, len(data.vocab), len(data.label_names)).to(device)
+    model = build_model(config.model, len(data.vocab), len(data.label_names),
+                        sparse_embedding=uses_sparse_embedding(config.optim)).to(device)
     optimizer = build_optimizer(config.optim, model)
+    scaler = make_grad_scaler(config.train.precision, device)
     progress = Progress()
     if resume_state is not None:
         model.load_state_dict(resume_state["model_state"])
         optimizer.load_state_dict(resume_state["optimizer_state"])
+        if scaler is not None and "scaler_state" in resume_state:
+            scaler.load_state_dict(resume_state["scaler_state"])
         progress = Progress(**resume_state["progress"])
         _set_rng_state(resume_state["rng"])
         log(f"resuming {run_dir} at epoch {progress.epoch + 1}, step {progress.global_step}")
@@ -278,9 +319,12 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                     "label_names": data.label_names}
 
     def checkpoint_state() -> dict[str, Any]:
-        return {**state_common, "model_state": model.state_dict(),
-                "optimizer_state": optimizer.state_dict(), "progress": vars(progress).copy(),
-                "rng": _rng_state()}
+        state = {**state_common, "model_state": model.state_dict(),
+                 "optimizer_state": optimizer.state_dict(), "progress": vars(progress).copy(),
+                 "rng": _rng_state()}
+        if scaler is not None:
+            state["scaler_state"] = scaler.state_dict()
+        return state
 
     def save_last() -> None:
         save_checkpoint(run_dir / "last.pt", checkpoint_state())
@@ -291,7 +335,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         while progress.epoch < config.train.epochs:
             epoch_started = time.perf_counter()
             totals = train_one_epoch(model, optimizer, config, data.train, device, progress,
-                                     total_steps, stop, save_last)
+                                     total_steps, stop, save_last, scaler)
             train_seconds = time.perf_counter() - epoch_started
             val = evaluate(model, data.val, config.train.eval_batch_size, config.data.max_length,
                            device)
@@ -352,6 +396,9 @@ def load_resume_config(run_dir: Path, overrides: list[str]) -> Config:
         raise RnnclfError(f"{run_dir} holds no last.pt to resume from; start a new run instead")
     payload = load_checkpoint(run_dir / "last.pt")
     raw = payload["config"]
+    if isinstance(raw.get("optim"), dict):
+        # Runs saved before optim.sparse_embedding existed trained (and saved) a dense AdamW.
+        raw["optim"].setdefault("sparse_embedding", False)
     for text in overrides:
         key = text.partition("=")[0].strip()
         if key not in allowed:

@@ -459,6 +459,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    elif args.smoke:  # tiny matrices gain nothing from a second thread and suffer on busy CPUs
+        torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="rnnclf-bench-") as scratch:
         if args.workdir is None:
             args.workdir = Path(scratch)

@@ -1,0 +1,39 @@
+# rnnclf developer tasks. `make install` builds .venv with the CPU build of torch.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED_DATA ?= ../shared/data/ag_news
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: install test test-fast train bench lint format clean
+
+install:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+
+test:  ## every test, including the real-data regression (a few minutes)
+	$(BIN)/python -m pytest -q
+
+test-fast:  ## unit and CLI tests only
+	$(BIN)/python -m pytest -q -m "not slow"
+
+train:  ## the default experiment on the shared AG News files (or downloads AG News)
+	@if [ -f $(SHARED_DATA)/train_subset.csv ]; then \
+		$(BIN)/rnnclf train data.dir=$(SHARED_DATA) data.train_file=train_subset.csv $(ARGS); \
+	else \
+		$(BIN)/rnnclf train $(ARGS); \
+	fi
+
+bench:  ## speed on this machine vs a naive loop (docs/benchmarks.md; ARGS=--quick for a short run)
+	$(BIN)/python scripts/bench.py $(ARGS)
+
+lint:
+	$(BIN)/ruff check rnnclf tests scripts
+
+format:
+	$(BIN)/ruff format rnnclf tests scripts
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -399,3 +399,43 @@ def test_bench_smoke_run_reports_every_measurement(tmp_path: Path) -> None:
     assert report["matmul"]["gflops"] > 0
     assert report["preprocessing"]["first_s"] > report["preprocessing"]["cached_s"] > 0
     assert report["memory"]["peak_rss_mib"] > 50
+
+
+# --- the CPU padded path computes exactly what the packed path computes ----------------------
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
+def test_padded_cpu_path_matches_the_packed_path(monkeypatch: pytest.MonkeyPatch, cell: str,
+                                                 bidirectional: bool, pooling: str) -> None:
+    import rnnclf.model
+
+    torch.manual_seed(0)
+    model = RNNClassifier(30, 4, 8, cell, 8, num_layers=2, bidirectional=bidirectional,
+                          pooling=pooling, dropout=0.0)
+    tokens, lengths, labels = batch_of()
+    shuffled = torch.tensor([3, 0, 5, 1, 4, 2])  # unsorted rows too
+    tokens, lengths, labels = tokens[shuffled], lengths[shuffled], labels[shuffled]
+    results = []
+    for max_padded_work in (0.0, 100.0):  # 0: packed path; 100: padded path
+        monkeypatch.setattr(rnnclf.model, "MAX_PADDED_WORK", max_padded_work)
+        model.zero_grad()
+        logits = model(tokens, lengths)
+        F.cross_entropy(logits, labels).backward()
+        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    (packed_logits, packed_grads), (padded_logits, padded_grads) = results
+    assert torch.allclose(packed_logits, padded_logits, atol=1e-6)
+    for packed_grad, padded_grad in zip(packed_grads, padded_grads):
+        assert torch.allclose(packed_grad, padded_grad, atol=1e-6)
+
+
+def test_heavily_padded_batches_take_the_packed_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = RNNClassifier(30, 4, 8, "gru", 8).eval()
+    calls = []
+    monkeypatch.setattr(model, "_padded_forward",
+                        lambda *a: calls.append(1) or torch.zeros(2, 16))
+    tokens = torch.ones(2, 50, dtype=torch.long)
+    model(tokens, torch.tensor([50, 1]))  # 100 positions for 51 tokens: padded path
+    model(tokens, torch.tensor([1, 1]))  # 100 positions for 2 tokens: packed path
+    assert calls == [1]

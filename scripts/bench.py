@@ -223,6 +223,9 @@ def bench_configs(settings: Settings) -> list[tuple[str, Config]]:
             break
     else:
         configs.append(("default", default))
+    sparse = copy.deepcopy(configs[5][1])  # bi-GRU with optim.sparse_embedding=true
+    sparse.optim.sparse_embedding = True
+    configs.append(("gru-bi sparse-emb", sparse))
     for _, config in configs:
         config.train.progress = False
     return configs

@@ -89,9 +89,17 @@ def batch_of(vocab_size: int = 30) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 # --- sparse embedding and its optimizer ------------------------------------------------------
 
 
+def test_dense_adamw_is_fused_when_torch_has_the_kernel() -> None:
+    optimizer = build_optimizer(OptimConfig(), build_model(Config().model, 50, 4))
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert optimizer.defaults.get("fused") in (True, None, False)  # falls back on old torch
+    if tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 4):
+        assert optimizer.defaults["fused"] is True
+
+
 def test_sparse_embedding_optimizer_covers_every_parameter_once() -> None:
     model = build_model(Config().model, 50, 4, sparse_embedding=True)
-    optimizer = build_optimizer(OptimConfig(), model)
+    optimizer = build_optimizer(OptimConfig(sparse_embedding=True), model)
     assert isinstance(optimizer, OptimizerGroup)
     dense, sparse = optimizer.optimizers
     assert isinstance(dense, torch.optim.AdamW) and isinstance(sparse, torch.optim.SparseAdam)
@@ -101,8 +109,9 @@ def test_sparse_embedding_optimizer_covers_every_parameter_once() -> None:
 
 
 def test_sparse_embedding_only_with_adamw() -> None:
-    assert uses_sparse_embedding(OptimConfig())
-    assert not uses_sparse_embedding(OptimConfig(name="sgd"))
+    assert uses_sparse_embedding(OptimConfig(sparse_embedding=True))
+    assert not uses_sparse_embedding(OptimConfig())  # off by default: see docs/benchmarks.md
+    assert not uses_sparse_embedding(OptimConfig(name="sgd", sparse_embedding=True))
     assert not uses_sparse_embedding(OptimConfig(sparse_embedding=False))
     dense = build_model(Config().model, 50, 4)
     assert isinstance(build_optimizer(OptimConfig(name="sgd"), dense), torch.optim.SGD)
@@ -183,10 +192,12 @@ def test_optimizer_group_refuses_another_optimizers_state() -> None:
 def test_resumed_sparse_run_ends_where_an_uninterrupted_run_ends(isolated: Path) -> None:
     data = write_tiny_agnews(isolated / "data")
     # A constant lr: the schedule's length would otherwise depend on train.epochs.
-    straight = tiny_config(data, isolated / "runs", schedule="constant", warmup_fraction=0.0)
+    straight = tiny_config(data, isolated / "runs", schedule="constant", warmup_fraction=0.0,
+                           sparse_embedding=True)
     straight.train.name = "straight"
     fit(straight, log=lambda *_: None)
-    first = tiny_config(data, isolated / "runs", schedule="constant", warmup_fraction=0.0)
+    first = tiny_config(data, isolated / "runs", schedule="constant", warmup_fraction=0.0,
+                        sparse_embedding=True)
     first.train.epochs = 1
     first.train.name = "resumed"
     fit(first, log=lambda *_: None)

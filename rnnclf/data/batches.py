@@ -79,5 +79,4 @@ def eval_batches(split: EncodedSplit, batch_size: int, max_length: int) -> Itera
 
 
 def eval_order(split: EncodedSplit, max_length: int) -> torch.Tensor:
-    """Row indices, longest text first (so each batch is packed without a sort)."""
-    return torch.argsort(split.lengths.clamp(max=max_length), descending=True, stable=True)
+    return torch.argsort(split.lengths.clamp(max=max_length), stable=True)

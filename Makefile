@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SHARED_DATA ?= ../shared/data/ag_news
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install test test-fast train lint format clean
+.PHONY: install test test-fast train bench lint format clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ train:  ## the default experiment on the shared AG News files (or downloads AG N
 	else \
 		$(BIN)/rnnclf train $(ARGS); \
 	fi
+
+bench:  ## speed on this machine vs a naive loop (docs/benchmarks.md; ARGS=--quick for a short run)
+	$(BIN)/python scripts/bench.py $(ARGS)
 
 lint:
 	$(BIN)/ruff check rnnclf tests scripts

@@ -9,9 +9,17 @@ from torch import nn
 
 from rnnclf.config import ModelConfig, OptimConfig
 from rnnclf.model import RNNClassifier
+from rnnclf.optimizers import OptimizerGroup
 
 
-def build_model(config: ModelConfig, vocab_size: int, num_classes: int) -> RNNClassifier:
+def uses_sparse_embedding(config: OptimConfig) -> bool:
+    """SparseAdam pairs with AdamW; SGD with momentum keeps the dense embedding gradient."""
+    return config.sparse_embedding and config.name == "adamw"
+
+
+def build_model(config: ModelConfig, vocab_size: int, num_classes: int,
+                sparse_embedding: bool = False) -> RNNClassifier:
+    """`sparse_embedding` only changes the kind of gradient; weights and state_dict are alike."""
     return RNNClassifier(
         vocab_size=vocab_size,
         num_classes=num_classes,
@@ -24,14 +32,23 @@ def build_model(config: ModelConfig, vocab_size: int, num_classes: int) -> RNNCl
         embedding_dropout=config.embedding_dropout,
         rnn_dropout=config.rnn_dropout,
         dropout=config.dropout,
+        sparse_embedding=sparse_embedding,
     )
 
 
-def build_optimizer(config: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(config: OptimConfig, model: nn.Module
+                    ) -> torch.optim.Optimizer | OptimizerGroup:
+    """AdamW or SGD; with a sparse embedding, SparseAdam for it and AdamW for the rest."""
+    sparse = [parameter for name, parameter in model.named_parameters()
+              if name.startswith("embedding") and getattr(_owner(model, name), "sparse", False)]
+    if sparse and config.name != "adamw":
+        raise ValueError("a sparse embedding needs optim.name=adamw")
     # No weight decay on biases and the embedding table: decaying rare words' vectors every
     # step would shrink them toward zero between the few steps that see them.
     decayed, not_decayed = [], []
     for name, parameter in model.named_parameters():
+        if any(parameter is other for other in sparse):
+            continue
         (not_decayed if name.startswith("embedding") or parameter.ndim < 2 else decayed).append(
             parameter
         )
@@ -39,7 +56,27 @@ def build_optimizer(config: OptimConfig, model: nn.Module) -> torch.optim.Optimi
               {"params": not_decayed, "weight_decay": 0.0}]
     if config.name == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
-    return torch.optim.AdamW(groups, lr=config.lr)
+    dense = _adamw(groups, config.lr)
+    if not sparse:
+        return dense
+    # Lazy Adam on the rows a batch used; same betas and eps as AdamW, and the embedding had no
+    # weight decay there either.
+    return OptimizerGroup([dense, torch.optim.SparseAdam(sparse, lr=config.lr)])
+
+
+def _adamw(groups: list[dict], lr: float) -> torch.optim.AdamW:
+    """The fused AdamW kernel: one pass over each tensor instead of several (same update).
+
+    On the CPU it cuts the step over the 4.2M-number embedding from ~8.5 to ~2.5 ms.
+    """
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device / torch
+        return torch.optim.AdamW(groups, lr=lr)
+
+
+def _owner(model: nn.Module, parameter_name: str) -> nn.Module:
+    return model.get_submodule(parameter_name.rpartition(".")[0])
 
 
 def learning_rate(step: int, total_steps: int, config: OptimConfig) -> float:

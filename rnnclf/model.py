@@ -1,13 +1,21 @@
-"""RNNClassifier: Embedding -> RNN | LSTM | GRU over packed sequences -> pooling -> Linear."""
+"""RNNClassifier: Embedding -> RNN | LSTM | GRU over packed sequences -> pooling -> Linear.
+
+On CUDA the recurrent layer runs on packed sequences (cuDNN). On the CPU it runs over the padded
+batch with the same results (see `_padded_forward`), which is faster there.
+"""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("last", "mean", "max")
+# The kernels nn.RNN (tanh) / nn.LSTM / nn.GRU call, here run one layer and direction at a time.
+_KERNELS = {nn.RNN: _VF.rnn_tanh, nn.LSTM: _VF.lstm, nn.GRU: _VF.gru}
+# On the CPU the padded path runs when it computes at most this many times the real tokens.
+MAX_PADDED_WORK = 2.0
 
 
 class RNNClassifier(nn.Module):
@@ -27,6 +35,7 @@ class RNNClassifier(nn.Module):
         rnn_dropout: float = 0.0,
         dropout: float = 0.3,
         padding_index: int = 0,
+        sparse_embedding: bool = False,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -35,7 +44,8 @@ class RNNClassifier(nn.Module):
             raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
         self.pooling = pooling
         self.bidirectional = bidirectional
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_index)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_index,
+                                      sparse=sparse_embedding)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.rnn = CELLS[cell](
             embedding_dim,
@@ -52,15 +62,76 @@ class RNNClassifier(nn.Module):
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64, lengths (B,) int64 (CPU), all lengths >= 1 -> logits (B, C)."""
         embedded = self.embedding_dropout(self.embedding(tokens))  # (B, T, E)
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
+        lengths = lengths.cpu()
+        if not embedded.is_cuda and tokens.numel() <= MAX_PADDED_WORK * int(lengths.sum()):
+            return self.classifier(self.output_dropout(self._padded_forward(embedded, lengths)))
+        # Training and eval batches arrive longest first; then packing skips a sort of the
+        # (B, T, E) input and the unsort of every output.
+        presorted = bool((lengths[:-1] >= lengths[1:]).all())
+        packed = pack_padded_sequence(embedded, lengths, batch_first=True,
+                                      enforce_sorted=presorted)
         packed_states, final = self.rnn(packed)
         if self.pooling == "last":
             pooled = self._last_states(final)
+        elif self.pooling == "max":
+            # Padding with -inf lets amax skip it without building a mask.
+            states, _ = pad_packed_sequence(packed_states, batch_first=True,
+                                            padding_value=float("-inf"))  # (B, T', D)
+            pooled = states.amax(dim=1)
         else:
             states, _ = pad_packed_sequence(packed_states, batch_first=True)  # (B, T', D), 0-padded
             pooled = self._pool_states(states, lengths.to(states.device))
         return self.classifier(self.output_dropout(pooled))
+
+    def _padded_forward(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The packed model's pooled features, computed over the padded batch (CPU path).
+
+        On the CPU, PyTorch's packed RNN slices one (tokens, gates*H) tensor per time step, and
+        the backward of each slice writes a zero tensor of that full size: work grows with
+        steps x tokens and was ~40% of a training step. Over padded input the same kernels
+        run without that (LSTM even gets oneDNN's fused kernel). Results are identical at the
+        valid positions: the forward direction never sees padding before a text ends, and the
+        backward direction reads each text reversed in place (padding stays at the end).
+        Padded positions are masked out of the pooling, so they get no gradient.
+        """
+        batch, width, _ = embedded.shape
+        positions = torch.arange(width)
+        valid = positions.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+        # Index that reverses each text within its length and leaves padding in place.
+        reverse = torch.where(valid, lengths.unsqueeze(1) - 1 - positions, positions)
+        if embedded.device.type != "cpu":
+            valid, reverse = valid.to(embedded.device), reverse.to(embedded.device)
+        rnn = self.rnn
+        kernel = _KERNELS[type(rnn)]
+        directions = ("", "_reverse") if self.bidirectional else ("",)
+        layer_input = embedded  # (B, T, E), later (B, T, D)
+        for layer in range(rnn.num_layers):
+            if layer > 0 and rnn.dropout > 0:
+                layer_input = nn.functional.dropout(layer_input, rnn.dropout, self.training)
+            outputs = []
+            for suffix in directions:
+                weights = [getattr(rnn, f"{name}_l{layer}{suffix}")
+                           for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                zeros = layer_input.new_zeros(1, batch, rnn.hidden_size)
+                hidden = (zeros, zeros) if isinstance(rnn, nn.LSTM) else zeros
+                source = _gather_time(layer_input, reverse) if suffix else layer_input
+                states = kernel(source, hidden, weights, True, 1, 0.0, self.training, False,
+                                True)[0]  # (B, T, H)
+                outputs.append(_gather_time(states, reverse) if suffix else states)
+            layer_input = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]
+        states = layer_input  # (B, T, D); rows past a text's length hold junk
+        if self.pooling == "max":
+            return states.masked_fill(~valid.unsqueeze(2), float("-inf")).amax(dim=1)
+        if self.pooling == "mean":
+            summed = states.masked_fill(~valid.unsqueeze(2), 0.0).sum(dim=1)
+            return summed / lengths.to(states.device).unsqueeze(1).to(states.dtype)
+        # last: forward direction at the last token; backward direction at the first.
+        last = (lengths - 1).to(states.device).view(batch, 1, 1).expand(batch, 1, states.size(2))
+        final = states.gather(1, last).squeeze(1)  # (B, D)
+        if not self.bidirectional:
+            return final
+        hidden = rnn.hidden_size
+        return torch.cat([final[:, :hidden], states[:, 0, hidden:]], dim=1)  # (B, 2H)
 
     def _last_states(self, final: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Top layer's final state: forward at each text's last token, backward at its first."""
@@ -75,6 +146,11 @@ class RNNClassifier(nn.Module):
         if self.pooling == "mean":
             return states.sum(dim=1) / lengths.unsqueeze(1).to(states.dtype)
         return states.masked_fill(~valid, float("-inf")).amax(dim=1)
+
+
+def _gather_time(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values (B, T, D), index (B, T) -> values[b, index[b, t], :]."""
+    return values.gather(1, index.unsqueeze(2).expand(-1, -1, values.size(2)))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,7 +8,7 @@ import random
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from rnnclf.data.dataset import (
     prepare_training_data,
     resolve_data_dir,
 )
+from rnnclf.data.prefetch import prefetch
 from rnnclf.distributed import (
     SINGLE,
     DistContext,
@@ -36,9 +37,10 @@ from rnnclf.distributed import (
     wrap_model,
 )
 from rnnclf.errors import Interrupted, RnnclfError, RunFailed, StoppedAtOnce
-from rnnclf.factory import build_model, build_optimizer, learning_rate
+from rnnclf.factory import build_model, build_optimizer, learning_rate, uses_sparse_embedding
 from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.model import count_parameters
+from rnnclf.optimizers import OptimizerGroup, clip_grad_norm
 from rnnclf.tensorboard_log import TensorBoardLog
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "summary.json", "eval.json")
@@ -57,6 +59,24 @@ def resolve_device(name: str) -> torch.device:
             raise RnnclfError(f"train.device={name} but only {torch.cuda.device_count()} CUDA "
                               "device(s) exist; pick another index")
     return torch.device(name)
+
+
+def autocast_context(precision: str, device: torch.device) -> AbstractContextManager:
+    """Mixed precision for the forward pass and loss; fp32 runs without autocast."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none."""
+    if precision != "fp16":
+        return None
+    if device.type != "cuda":
+        raise RnnclfError("train.precision=fp16 needs a CUDA device; use train.precision=bf16 "
+                          "or fp32 on the CPU")
+    return torch.amp.GradScaler(device.type)
 
 
 def seed_everything(seed: int) -> None:
@@ -186,19 +206,27 @@ def _forward_loss(model: nn.Module, batch: Batch, label_smoothing: float
     return loss, logits
 
 
-def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: Config,
-                    split: EncodedSplit, device: torch.device, progress: Progress,
-                    total_steps: int, stop: StopSignal, save_last: Any,
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer | OptimizerGroup,
+                    config: Config, split: EncodedSplit, device: torch.device,
+                    progress: Progress, total_steps: int, stop: StopSignal, save_last: Any,
+                    scaler: torch.amp.GradScaler | None = None,
                     tensorboard: TensorBoardLog | None = None,
                     dist: DistContext = SINGLE) -> EpochTotals:
     """Train on one epoch's batches from `progress.step_in_epoch` on; returns the epoch's sums
-    (over all ranks). Under DDP, `model` is the wrapped model and this rank trains its share."""
+    (over all ranks). Under DDP, `model` is the wrapped model and this rank trains its share.
+
+    Batches are collated (and pinned, for CUDA) on a background thread; the loop never waits
+    for the device except every LOG_EVERY steps (and on every step with fp16 loss scaling or
+    optim.skip_nonfinite).
+    """
     model.train()
     totals = EpochTotals.from_state(progress.totals, device)
     steps = steps_per_epoch(len(split), config.train.batch_size, world_size=dist.world_size)
-    batches = epoch_batches(split, config.train.batch_size, config.data.max_length,
-                            config.train.seed, progress.epoch, progress.step_in_epoch,
-                            dist.rank, dist.world_size)
+    batches = prefetch(epoch_batches(split, config.train.batch_size, config.data.max_length,
+                                     config.train.seed, progress.epoch, progress.step_in_epoch,
+                                     dist.rank, dist.world_size),
+                       config.train.prefetch_batches,
+                       Batch.pin_memory if device.type == "cuda" else None)
     bar = tqdm(total=steps, initial=progress.step_in_epoch, desc=f"epoch {progress.epoch + 1}",
                disable=not config.train.progress or not dist.is_main, leave=False,
                dynamic_ncols=True)
@@ -211,27 +239,22 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: 
             lr = learning_rate(progress.global_step, total_steps, config.optim)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss, logits = _forward_loss(model, batch, config.optim.label_smoothing)
+            with autocast_context(config.train.precision, device):
+                loss, logits = _forward_loss(model, batch, config.optim.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             progress.step_in_epoch += 1  # the batch is used up either way: a resume skips it
             progress.global_step += 1
             bar.update(1)
             if skip_nonfinite and not bool(torch.isfinite(loss.detach())):  # host sync, opt-in
                 progress.skipped_steps += 1
+            elif _backward_and_step(loss, model, optimizer, config, scaler, skip_nonfinite):
+                nonfinite.observe(loss, progress.global_step)
+                batch_size = len(batch.labels)
+                totals.loss_sum += loss.detach().double() * batch_size
+                totals.correct += (logits.detach().argmax(1) == batch.labels).sum()
+                totals.seen += batch_size
             else:
-                loss.backward()
-                grad_norm = (nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-                             if config.optim.grad_clip > 0 else None)
-                if skip_nonfinite and grad_norm is not None and not bool(torch.isfinite(grad_norm)):
-                    optimizer.zero_grad(set_to_none=True)
-                    progress.skipped_steps += 1
-                else:
-                    optimizer.step()
-                    nonfinite.observe(loss, progress.global_step)
-                    batch_size = len(batch.labels)
-                    totals.loss_sum += loss.detach().double() * batch_size
-                    totals.correct += (logits.detach().argmax(1) == batch.labels).sum()
-                    totals.seen += batch_size
+                progress.skipped_steps += 1
             log_step = progress.step_in_epoch % LOG_EVERY == 0 or progress.step_in_epoch == steps
             if dist.enabled:  # ranks agree every LOG_EVERY steps, so all stop after the same step
                 stopping = log_step and dist.any(stop.received is not None)
@@ -262,14 +285,37 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, config: 
     return totals.summed_over(dist)
 
 
+def _backward_and_step(loss: torch.Tensor, model: nn.Module,
+                       optimizer: torch.optim.Optimizer | OptimizerGroup, config: Config,
+                       scaler: torch.amp.GradScaler | None, skip_nonfinite: bool) -> bool:
+    """Backward pass, clipping and the optimizer step; False when the step was skipped."""
+    clip = config.optim.grad_clip
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if clip > 0:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+            clip_grad_norm(model.parameters(), clip)
+        scaler.step(optimizer)  # skips the step itself when a gradient overflowed
+        scaler.update()
+        return True
+    loss.backward()
+    grad_norm = clip_grad_norm(model.parameters(), clip) if clip > 0 else None
+    if skip_nonfinite and grad_norm is not None and not bool(torch.isfinite(grad_norm)):
+        optimizer.zero_grad(set_to_none=True)
+        return False
+    optimizer.step()
+    return True
+
+
 @torch.inference_mode()
 def predict_split(model: nn.Module, split: EncodedSplit, batch_size: int, max_length: int,
                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (N, C) for every row, in the split's row order; and the per-row labels."""
     model.eval()
-    chunks = [model(batch.tokens.to(device), batch.lengths).float().cpu()
+    # Logits stay on the device until the end: one copy back instead of one sync per batch.
+    chunks = [model(batch.tokens.to(device, non_blocking=True), batch.lengths).float()
               for batch in eval_batches(split, batch_size, max_length)]
-    logits = torch.cat(chunks)
+    logits = torch.cat(chunks).cpu()
     ordered = torch.empty_like(logits)
     ordered[eval_order(split, max_length)] = logits
     return ordered, split.labels
@@ -398,8 +444,10 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     log(f"data: {len(data.train)} train / {len(data.val)} val rows, vocabulary {len(data.vocab)}"
         + (f", {data.skipped_rows} bad rows skipped" if data.skipped_rows else "")
         + f" ({time.perf_counter() - started:.1f} s)")
-    model = build_model(config.model, len(data.vocab), len(data.label_names)).to(device)
+    model = build_model(config.model, len(data.vocab), len(data.label_names),
+                        sparse_embedding=uses_sparse_embedding(config.optim)).to(device)
     optimizer = build_optimizer(config.optim, model)
+    scaler = make_grad_scaler(config.train.precision, device)
     progress = Progress()
     if resume_state is not None:
         if list(resume_state["vocab"]) != data.vocab.itos:
@@ -414,6 +462,8 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise RnnclfError(f"{run_dir}/last.pt cannot be resumed ({first_line[:160]}); the "
                               "file is damaged or was edited") from None
+        if scaler is not None and "scaler_state" in resume_state:
+            scaler.load_state_dict(resume_state["scaler_state"])
         if not dist.is_main:  # last.pt holds all ranks' sums; rank 0 alone carries them on
             progress.totals = Progress().totals
         _set_rng_state(resume_state["rng"])
@@ -452,9 +502,12 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                             f"{progress.global_step}; nothing was saved from this state, so "
                             "best.pt/last.pt keep the last good one. Lower optim.lr or set "
                             "optim.grad_clip")
-        return {**state_common, "model_state": model.state_dict(),
-                "optimizer_state": optimizer.state_dict(), "progress": vars(progress).copy(),
-                "rng": _rng_state(), "last_epoch_record": last_record}
+        state = {**state_common, "model_state": model.state_dict(),
+                 "optimizer_state": optimizer.state_dict(), "progress": vars(progress).copy(),
+                 "rng": _rng_state(), "last_epoch_record": last_record}
+        if scaler is not None:
+            state["scaler_state"] = scaler.state_dict()
+        return state
 
     def save_last() -> None:
         if dist.is_main:
@@ -471,8 +524,8 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
             seen_before = progress.totals["seen"]  # a resumed epoch: samples trained before
             try:
                 totals = train_one_epoch(train_model, optimizer, config, data.train, device,
-                                         progress, total_steps, stop, save_last, tensorboard,
-                                         dist)
+                                         progress, total_steps, stop, save_last, scaler,
+                                         tensorboard, dist)
             except Interrupted:
                 signum = stop.received or signal.SIGTERM
                 raise _interrupted(signum, progress, run_dir) from None
@@ -559,6 +612,9 @@ def load_resume_config(run_dir: Path, overrides: list[str]) -> Config:
         raise RnnclfError(f"{run_dir} holds no last.pt to resume from; start a new run instead")
     payload = load_checkpoint(run_dir / "last.pt")
     raw = payload["config"]
+    if isinstance(raw.get("optim"), dict):
+        # Runs saved before optim.sparse_embedding existed trained (and saved) a dense AdamW.
+        raw["optim"].setdefault("sparse_embedding", False)
     for text in overrides:
         key = text.partition("=")[0].strip()
         if key not in allowed:

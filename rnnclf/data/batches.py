@@ -16,6 +16,10 @@ class Batch:
     lengths: torch.Tensor  # (B,) int64, on the CPU (packing wants CPU lengths)
     labels: torch.Tensor  # (B,) int64
 
+    def pin_memory(self) -> Batch:
+        """Page-locked copies, so `to(cuda, non_blocking=True)` overlaps with compute."""
+        return Batch(self.tokens.pin_memory(), self.lengths, self.labels.pin_memory())
+
     def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
         return Batch(self.tokens.to(device, non_blocking=non_blocking), self.lengths,
                      self.labels.to(device, non_blocking=non_blocking))
@@ -46,7 +50,8 @@ def bucketed_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Ge
     for start in range(0, len(order), pool):
         chunk = order[start:start + pool]
         chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
-        batches.extend(chunk.split(batch_size))
+        # Longest text first inside each batch, so packing needs no sort (see model.forward).
+        batches.extend(batch.flip(0) for batch in chunk.split(batch_size))
     shuffle = torch.randperm(len(batches), generator=generator).tolist()
     return [batches[i] for i in shuffle]
 
@@ -81,8 +86,7 @@ def steps_per_epoch(n_rows: int, batch_size: int, bucket_batches: int = 50,
 
 def eval_batches(split: EncodedSplit, batch_size: int, max_length: int) -> Iterator[Batch]:
     """Batches in length order (little padding); callers that need row order use the indices."""
-    order = torch.argsort(split.lengths.clamp(max=max_length), stable=True)
-    for indices in order.split(batch_size):
+    for indices in eval_order(split, max_length).split(batch_size):
         yield collate(split, indices, max_length)
 
 

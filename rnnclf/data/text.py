@@ -6,6 +6,7 @@ import html
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from itertools import chain
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -34,7 +35,16 @@ _BASIC_ENGLISH_TABLE = str.maketrans(
 def tokenize(text: str) -> list[str]:
     """Split `text` exactly as torchtext's `get_tokenizer("basic_english")` does."""
     text = text.lower().replace('"', "").replace("<br />", " ")
-    return text.translate(_BASIC_ENGLISH_TABLE).split()
+    # str.replace per character runs at memchr speed; translate() with a dict looks up every
+    # character. Same result (see _BASIC_ENGLISH_TABLE), about twice as fast on AG News.
+    for char, replacement in _BASIC_ENGLISH_PAIRS:
+        if char in text:
+            text = text.replace(char, replacement)
+    return text.split()
+
+
+_BASIC_ENGLISH_PAIRS = tuple((chr(code), replacement)
+                             for code, replacement in _BASIC_ENGLISH_TABLE.items())
 
 
 # AG News was scraped from HTML and lost its '&' characters: "&#39;" became " #39;" and "&quot;"
@@ -50,11 +60,16 @@ _SPACES = re.compile(r"\s+")
 def clean_ag_news(text: str) -> str:
     """Undo AG News' scraping artifacts: lost line breaks, half-escaped entities, inline markup."""
     text = text.replace("\\", " ")
-    text = _NUMERIC_ENTITY.sub(r"&#\1;", text)
-    text = _NAMED_ENTITY.sub(r"&\1;", text)
-    text = html.unescape(text)
-    text = _TAG.sub(" ", text)
-    return _SPACES.sub(" ", text).strip()
+    # Each pattern needs a character most texts lack; skipping the regex then is what makes
+    # cleaning cheap (the result is the same).
+    if ";" in text:  # both entity patterns end in ";"
+        if "#" in text:
+            text = _NUMERIC_ENTITY.sub(r"&#\1;", text)
+        text = _NAMED_ENTITY.sub(r"&\1;", text)
+    text = html.unescape(text)  # returns at once when there is no "&"
+    if "<" in text:
+        text = _TAG.sub(" ", text)
+    return " ".join(text.split())  # str.split's whitespace is re's \s for str patterns
 
 
 class Vocab:
@@ -71,9 +86,7 @@ class Vocab:
         cls, token_lists: Iterable[Sequence[str]], min_freq: int = 1, max_size: int = 0
     ) -> Vocab:
         """Most frequent tokens first, ties alphabetical; `max_size` 0 means no limit."""
-        counts: Counter[str] = Counter()
-        for tokens in token_lists:
-            counts.update(tokens)
+        counts = Counter(chain.from_iterable(token_lists))  # one C-level counting pass
         counts.pop(PAD, None)
         counts.pop(UNK, None)
         kept = sorted(

@@ -74,13 +74,17 @@ class ModelConfig:
     num_layers: int = param(1, "stacked recurrent layers", min=1, max=16)
     bidirectional: bool = param(True, "read the text in both directions")
     pooling: str = param("max", "how the per-token states become one vector",
-                         choices=("last", "mean", "max"))
+                         choices=("last", "mean", "max", "attention"))
     embedding_dropout: float = param(0.0, "dropout on embeddings", min=0.0, max=1.0,
                                      max_exclusive=True)
     rnn_dropout: float = param(0.0, "dropout between stacked layers (needs num_layers > 1)",
                                min=0.0, max=1.0, max_exclusive=True)
     dropout: float = param(0.3, "dropout before the output layer", min=0.0, max=1.0,
                            max_exclusive=True)
+    pretrained_embeddings: str = param(
+        "", "GloVe/word2vec TEXT file of word vectors to start the embeddings from; empty: random"
+    )
+    freeze_embeddings: bool = param(False, "keep the embedding table fixed during training")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from rnnclf.model import RNNClassifier
 
 
 def build_model(config: ModelConfig, vocab_size: int, num_classes: int) -> RNNClassifier:
-    return RNNClassifier(
+    model = RNNClassifier(
         vocab_size=vocab_size,
         num_classes=num_classes,
         embedding_dim=config.embedding_dim,
@@ -25,6 +25,9 @@ def build_model(config: ModelConfig, vocab_size: int, num_classes: int) -> RNNCl
         rnn_dropout=config.rnn_dropout,
         dropout=config.dropout,
     )
+    if config.freeze_embeddings:
+        model.embedding.weight.requires_grad_(False)
+    return model
 
 
 def build_optimizer(config: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -32,6 +35,8 @@ def build_optimizer(config: OptimConfig, model: nn.Module) -> torch.optim.Optimi
     # step would shrink them toward zero between the few steps that see them.
     decayed, not_decayed = [], []
     for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:  # frozen embeddings
+            continue
         (not_decayed if name.startswith("embedding") or parameter.ndim < 2 else decayed).append(
             parameter
         )

@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-POOLINGS = ("last", "mean", "max")
+POOLINGS = ("last", "mean", "max", "attention")
 
 
 class RNNClassifier(nn.Module):
@@ -47,7 +47,12 @@ class RNNClassifier(nn.Module):
         )
         self.output_dropout = nn.Dropout(dropout)
         directions = 2 if bidirectional else 1
-        self.classifier = nn.Linear(hidden_size * directions, num_classes)
+        state_size = hidden_size * directions
+        if pooling == "attention":
+            # Additive attention with one learned query: score_t = q . tanh(W h_t + b).
+            self.attention_projection = nn.Linear(state_size, state_size)
+            self.attention_query = nn.Parameter(torch.empty(state_size).normal_(0.0, 0.1))
+        self.classifier = nn.Linear(state_size, num_classes)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64, lengths (B,) int64 (CPU), all lengths >= 1 -> logits (B, C)."""
@@ -74,6 +79,13 @@ class RNNClassifier(nn.Module):
         valid = (positions.unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)  # (B, T', 1)
         if self.pooling == "mean":
             return states.sum(dim=1) / lengths.unsqueeze(1).to(states.dtype)
+        if self.pooling == "attention":
+            keys = torch.tanh(self.attention_projection(states))  # (B, T', D)
+            scores = keys @ self.attention_query  # (B, T')
+            # Padded steps get -inf, so weight exactly 0: extra padding never changes the result.
+            scores = scores.masked_fill(~valid.squeeze(2), float("-inf"))
+            weights = scores.softmax(dim=1).unsqueeze(2)  # (B, T', 1)
+            return (weights * states).sum(dim=1)  # (B, D)
         return states.masked_fill(~valid, float("-inf")).amax(dim=1)
 
 

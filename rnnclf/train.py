@@ -25,6 +25,7 @@ from rnnclf.errors import RnnclfError, RunFailed
 from rnnclf.factory import build_model, build_optimizer, learning_rate
 from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.model import count_parameters
+from rnnclf.pretrained import load_pretrained
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "summary.json", "eval.json")
 LOG_EVERY = 20  # steps between progress-bar refreshes (each refresh reads values off the device)
@@ -89,6 +90,7 @@ class Progress:
     best_val_acc: float = -1.0
     best_epoch: int = -1
     epochs_without_improvement: int = 0
+    pretrained_coverage: float | None = None  # share of the vocabulary the word vectors covered
     totals: dict[str, Any] = field(default_factory=lambda: {"loss_sum": 0.0, "correct": 0,
                                                              "seen": 0})
 
@@ -267,6 +269,12 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         _set_rng_state(resume_state["rng"])
         log(f"resuming {run_dir} at epoch {progress.epoch + 1}, step {progress.global_step}")
     else:
+        if config.model.pretrained_embeddings:  # before config.yaml: a bad file leaves no run
+            progress.pretrained_coverage = load_pretrained(
+                model.embedding, Path(config.model.pretrained_embeddings), data.vocab)
+            log(f"pretrained embeddings: {config.model.pretrained_embeddings} covered "
+                f"{progress.pretrained_coverage:.1%} of the vocabulary"
+                f"{' (frozen)' if config.model.freeze_embeddings else ''}")
         atomic_write_text(run_dir / "config.yaml", to_yaml(config))
     log(f"model: {config.model.cell} x{config.model.num_layers}"
         f"{' bidirectional' if config.model.bidirectional else ''}, "
@@ -333,6 +341,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         "best_val_acc": progress.best_val_acc, "epochs_run": progress.epoch,
         "stopped_early": stopped_early, "global_step": progress.global_step,
         "parameters": count_parameters(model), "vocab_size": len(data.vocab),
+        "pretrained_coverage": progress.pretrained_coverage,
         "train_rows": len(data.train), "val_rows": len(data.val),
         "skipped_rows": data.skipped_rows, "device": str(device),
         "seconds": time.perf_counter() - started,

@@ -75,7 +75,7 @@ class ModelConfig:
     bidirectional: bool = param(True, "read the text in both directions")
     pooling: str = param("max", "how the per-token states become one vector",
                          choices=("last", "mean", "max", "attention"))
-    embedding_dropout: float = param(0.0, "dropout on embeddings", min=0.0, max=1.0,
+    embedding_dropout: float = param(0.25, "dropout on embeddings", min=0.0, max=1.0,
                                      max_exclusive=True)
     rnn_dropout: float = param(0.0, "dropout between stacked layers (needs num_layers > 1)",
                                min=0.0, max=1.0, max_exclusive=True)
@@ -90,7 +90,7 @@ class ModelConfig:
 @dataclass
 class OptimConfig:
     name: str = param("adamw", "optimizer", choices=("adamw", "sgd"))
-    lr: float = param(2e-3, "peak learning rate", min=0.0, min_exclusive=True)
+    lr: float = param(3e-3, "peak learning rate", min=0.0, min_exclusive=True)
     weight_decay: float = param(0.01, "decoupled weight decay (AdamW) or L2 (SGD)", min=0.0)
     momentum: float = param(0.9, "SGD momentum", min=0.0, max=1.0, max_exclusive=True)
     schedule: str = param("linear", "lr after warm-up: linear decay to 0, cosine, or constant",
@@ -98,7 +98,7 @@ class OptimConfig:
     warmup_fraction: float = param(0.05, "share of all steps spent warming up the lr",
                                    min=0.0, max=1.0)
     grad_clip: float = param(1.0, "clip the gradient norm to this; 0 = no clipping", min=0.0)
-    label_smoothing: float = param(0.0, "label smoothing of the cross-entropy loss",
+    label_smoothing: float = param(0.1, "label smoothing of the cross-entropy loss",
                                    min=0.0, max=1.0, max_exclusive=True)
 
 
@@ -106,8 +106,8 @@ class OptimConfig:
 class TrainConfig:
     name: str = param("", "run name (runs/<name>/); empty: the config file's name, or 'default'")
     runs_dir: str = param("runs", "folder that holds the run folders ($RNNCLF_RUNS_DIR overrides)")
-    epochs: int = param(6, "passes over the training split", min=1)
-    batch_size: int = param(64, "training batch size", min=1)
+    epochs: int = param(4, "passes over the training split", min=1)
+    batch_size: int = param(128, "training batch size", min=1)
     eval_batch_size: int = param(512, "batch size for validation, eval and predict", min=1)
     early_stopping_patience: int = param(
         2, "stop after this many epochs without a better val accuracy; 0 = never", min=0

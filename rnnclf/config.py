@@ -131,6 +131,7 @@ class Config:
 
 SECTIONS: dict[str, type] = typing.get_type_hints(Config)
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _did_you_mean(name: str, options: list[str]) -> str:
@@ -148,6 +149,8 @@ def _coerce(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise RnnclfError(f"{key}: {shown} is not allowed; use a whole number")
     elif kind is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 3e-3 (no dot) as text, yet it means a number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RnnclfError(f"{key}: {shown} is not allowed; use a number")
         value = float(value)

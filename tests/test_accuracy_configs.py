@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rnnclf.config import Config, load_config, to_yaml
+from rnnclf.errors import RnnclfError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -24,3 +27,17 @@ def test_defaults_round_trip_through_yaml(tmp_path: Path) -> None:
     assert load_config(path).to_dict() == {**Config().to_dict(),
                                            "train": {**Config().train.__dict__,
                                                      "name": "defaults"}}
+
+
+def test_scientific_notation_without_a_dot_is_a_number(tmp_path: Path) -> None:
+    """YAML 1.1 reads `3e-3` as text; a float field still takes it (file and override)."""
+    path = tmp_path / "sci.yaml"
+    path.write_text("optim:\n  lr: 3e-3\n", encoding="utf-8")
+    assert load_config(path).optim.lr == 0.003
+    assert load_config(None, ["optim.lr=1e-4"]).optim.lr == 0.0001
+    assert load_config(None, ["optim.weight_decay=5E-2"]).optim.weight_decay == 0.05
+
+
+def test_text_in_a_float_field_is_still_refused() -> None:
+    with pytest.raises(RnnclfError, match="optim.lr"):
+        load_config(None, ["optim.lr=fast"])

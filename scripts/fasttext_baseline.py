@@ -62,6 +62,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--lr", default="0.1,0.5", help="grid of learning rates")
     parser.add_argument("--epoch", default="5,10", help="grid of epochs")
     parser.add_argument("--dim", default="50", help="grid of vector sizes")
+    parser.add_argument("--bucket", type=int, default=2_000_000,
+                        help="hash buckets for word n-grams (fastText's default)")
     parser.add_argument("--threads", type=int, default=1,
                         help="fastText threads (1 makes runs reproducible)")
     parser.add_argument("--seed", type=int, default=0)
@@ -113,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                 settings = {"lr": lr, "epoch": epoch, "dim": dim, "wordNgrams": ngrams}
                 try:
                     model = fasttext.train_supervised(
-                        str(train_file), **settings, minCount=1, thread=args.threads,
-                        seed=args.seed, verbose=0)
+                        str(train_file), **settings, minCount=1, bucket=args.bucket,
+                        thread=args.threads, seed=args.seed, verbose=0)
                 except RuntimeError as error:  # "Encountered NaN": lr too high for this setting
                     print(f"skipped {settings}: {error}", file=sys.stderr)
                     continue
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             del best, chosen
             result = {"model": f"fastText wordNgrams={ngrams}", "val_acc": val_acc,
                       "test_acc": test_acc, **settings, "train_rows": len(train_rows),
-                      "val_rows": len(val_rows), "test_rows": len(test_rows),
+                      "val_rows": len(val_rows), "test_rows": len(test_rows), "bucket": args.bucket,
                       "seconds": time.perf_counter() - started, "command": command}
             if args.json:
                 print(json.dumps(result))

@@ -40,7 +40,7 @@ def test_fasttext_baseline_reports_one_line_per_setting(tmp_path: Path,
     _write_csv(tmp_path / "test.csv", 80)
     script = _load_script()
     code = script.main(["--data-dir", str(tmp_path), "--lr", "0.1,0.5", "--epoch", "5",
-                        "--dim", "10", "--json"])
+                        "--dim", "10", "--bucket", "10000", "--json"])
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     results = [json.loads(line) for line in lines]

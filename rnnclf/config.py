@@ -82,19 +82,23 @@ class ModelConfig:
     num_layers: int = param(1, "stacked recurrent layers", min=1, max=16)
     bidirectional: bool = param(True, "read the text in both directions")
     pooling: str = param("max", "how the per-token states become one vector",
-                         choices=("last", "mean", "max"))
-    embedding_dropout: float = param(0.0, "dropout on embeddings", min=0.0, max=1.0,
+                         choices=("last", "mean", "max", "attention"))
+    embedding_dropout: float = param(0.25, "dropout on embeddings", min=0.0, max=1.0,
                                      max_exclusive=True)
     rnn_dropout: float = param(0.0, "dropout between stacked layers (needs num_layers > 1)",
                                min=0.0, max=1.0, max_exclusive=True)
     dropout: float = param(0.3, "dropout before the output layer", min=0.0, max=1.0,
                            max_exclusive=True)
+    pretrained_embeddings: str = param(
+        "", "GloVe/word2vec TEXT file of word vectors to start the embeddings from; empty: random"
+    )
+    freeze_embeddings: bool = param(False, "keep the embedding table fixed during training")
 
 
 @dataclass
 class OptimConfig:
     name: str = param("adamw", "optimizer", choices=("adamw", "sgd"))
-    lr: float = param(2e-3, "peak learning rate", min=0.0, min_exclusive=True)
+    lr: float = param(3e-3, "peak learning rate", min=0.0, min_exclusive=True)
     weight_decay: float = param(0.01, "decoupled weight decay (AdamW) or L2 (SGD)", min=0.0)
     momentum: float = param(0.9, "SGD momentum", min=0.0, max=1.0, max_exclusive=True)
     schedule: str = param("linear", "lr after warm-up: linear decay to 0, cosine, or constant",
@@ -102,7 +106,7 @@ class OptimConfig:
     warmup_fraction: float = param(0.05, "share of all steps spent warming up the lr",
                                    min=0.0, max=1.0)
     grad_clip: float = param(1.0, "clip the gradient norm to this; 0 = no clipping", min=0.0)
-    label_smoothing: float = param(0.0, "label smoothing of the cross-entropy loss",
+    label_smoothing: float = param(0.1, "label smoothing of the cross-entropy loss",
                                    min=0.0, max=1.0, max_exclusive=True)
     skip_nonfinite: bool = param(False, "skip a step whose loss or gradient is NaN/inf instead "
                                  "of stopping the run (costs a device sync per step)")
@@ -117,8 +121,8 @@ class TrainConfig:
     name: str = param("", "run name (runs/<name>/); empty: the config file's name, or 'default'")
     runs_dir: str = param("", "folder that holds the run folders; empty: $RNNCLF_RUNS_DIR, "
                           "else ./runs")
-    epochs: int = param(6, "passes over the training split", min=1)
-    batch_size: int = param(64, "training batch size", min=1)
+    epochs: int = param(4, "passes over the training split", min=1)
+    batch_size: int = param(128, "training batch size", min=1)
     eval_batch_size: int = param(512, "batch size for validation, eval and predict", min=1)
     early_stopping_patience: int = param(
         2, "stop after this many epochs without a better val accuracy; 0 = never", min=0
@@ -148,6 +152,7 @@ class Config:
 
 SECTIONS: dict[str, type] = typing.get_type_hints(Config)
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _did_you_mean(name: str, options: list[str]) -> str:
@@ -165,6 +170,8 @@ def _coerce(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise RnnclfError(f"{key}: {shown} is not allowed; use a whole number")
     elif kind is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 3e-3 (no dot) as text, yet it means a number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RnnclfError(f"{key}: {shown} is not allowed; use a number")
         value = float(value)

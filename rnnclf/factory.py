@@ -20,7 +20,7 @@ def uses_sparse_embedding(config: OptimConfig) -> bool:
 def build_model(config: ModelConfig, vocab_size: int, num_classes: int,
                 sparse_embedding: bool = False) -> RNNClassifier:
     """`sparse_embedding` only changes the kind of gradient; weights and state_dict are alike."""
-    return RNNClassifier(
+    model = RNNClassifier(
         vocab_size=vocab_size,
         num_classes=num_classes,
         embedding_dim=config.embedding_dim,
@@ -34,21 +34,25 @@ def build_model(config: ModelConfig, vocab_size: int, num_classes: int,
         dropout=config.dropout,
         sparse_embedding=sparse_embedding,
     )
+    if config.freeze_embeddings:
+        model.embedding.weight.requires_grad_(False)
+    return model
 
 
 def build_optimizer(config: OptimConfig, model: nn.Module
                     ) -> torch.optim.Optimizer | OptimizerGroup:
     """AdamW or SGD; with a sparse embedding, SparseAdam for it and AdamW for the rest."""
     sparse = [parameter for name, parameter in model.named_parameters()
-              if name.startswith("embedding") and getattr(_owner(model, name), "sparse", False)]
+              if name.startswith("embedding") and parameter.requires_grad
+              and getattr(_owner(model, name), "sparse", False)]
     if sparse and config.name != "adamw":
         raise ValueError("a sparse embedding needs optim.name=adamw")
     # No weight decay on biases and the embedding table: decaying rare words' vectors every
     # step would shrink them toward zero between the few steps that see them.
     decayed, not_decayed = [], []
     for name, parameter in model.named_parameters():
-        if any(parameter is other for other in sparse):
-            continue
+        if not parameter.requires_grad or any(parameter is other for other in sparse):
+            continue  # frozen, or updated by SparseAdam below
         (not_decayed if name.startswith("embedding") or parameter.ndim < 2 else decayed).append(
             parameter
         )

@@ -11,7 +11,7 @@ from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-POOLINGS = ("last", "mean", "max")
+POOLINGS = ("last", "mean", "max", "attention")
 # The kernels nn.RNN (tanh) / nn.LSTM / nn.GRU call, here run one layer and direction at a time.
 _KERNELS = {nn.RNN: _VF.rnn_tanh, nn.LSTM: _VF.lstm, nn.GRU: _VF.gru}
 # On the CPU the padded path runs when it computes at most this many times the real tokens.
@@ -57,7 +57,12 @@ class RNNClassifier(nn.Module):
         )
         self.output_dropout = nn.Dropout(dropout)
         directions = 2 if bidirectional else 1
-        self.classifier = nn.Linear(hidden_size * directions, num_classes)
+        state_size = hidden_size * directions
+        if pooling == "attention":
+            # Additive attention with one learned query: score_t = q . tanh(W h_t + b).
+            self.attention_projection = nn.Linear(state_size, state_size)
+            self.attention_query = nn.Parameter(torch.empty(state_size).normal_(0.0, 0.1))
+        self.classifier = nn.Linear(state_size, num_classes)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64, lengths (B,) int64 (CPU), all lengths >= 1 -> logits (B, C)."""
@@ -120,11 +125,10 @@ class RNNClassifier(nn.Module):
                 outputs.append(_gather_time(states, reverse) if suffix else states)
             layer_input = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]
         states = layer_input  # (B, T, D); rows past a text's length hold junk
-        if self.pooling == "max":
-            return states.masked_fill(~valid.unsqueeze(2), float("-inf")).amax(dim=1)
-        if self.pooling == "mean":
-            summed = states.masked_fill(~valid.unsqueeze(2), 0.0).sum(dim=1)
-            return summed / lengths.to(states.device).unsqueeze(1).to(states.dtype)
+        if self.pooling != "last":
+            # Zero the junk, as pad_packed_sequence leaves padding: then both paths pool alike.
+            states = states.masked_fill(~valid.unsqueeze(2), 0.0)
+            return self._pool_states(states, lengths.to(states.device))
         # last: forward direction at the last token; backward direction at the first.
         last = (lengths - 1).to(states.device).view(batch, 1, 1).expand(batch, 1, states.size(2))
         final = states.gather(1, last).squeeze(1)  # (B, D)
@@ -145,6 +149,13 @@ class RNNClassifier(nn.Module):
         valid = (positions.unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)  # (B, T', 1)
         if self.pooling == "mean":
             return states.sum(dim=1) / lengths.unsqueeze(1).to(states.dtype)
+        if self.pooling == "attention":
+            keys = torch.tanh(self.attention_projection(states))  # (B, T', D)
+            scores = keys @ self.attention_query  # (B, T')
+            # Padded steps get -inf, so weight exactly 0: extra padding never changes the result.
+            scores = scores.masked_fill(~valid.squeeze(2), float("-inf"))
+            weights = scores.softmax(dim=1).unsqueeze(2)  # (B, T', 1)
+            return (weights * states).sum(dim=1)  # (B, D)
         return states.masked_fill(~valid, float("-inf")).amax(dim=1)
 
 

@@ -41,6 +41,7 @@ from rnnclf.factory import build_model, build_optimizer, learning_rate, uses_spa
 from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.model import count_parameters
 from rnnclf.optimizers import OptimizerGroup, clip_grad_norm
+from rnnclf.pretrained import load_pretrained
 from rnnclf.tensorboard_log import TensorBoardLog
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "summary.json", "eval.json")
@@ -130,6 +131,7 @@ class Progress:
     best_epoch: int = -1
     epochs_without_improvement: int = 0
     skipped_steps: int = 0  # steps of this epoch skipped for a non-finite loss or gradient
+    pretrained_coverage: float | None = None  # share of the vocabulary the word vectors covered
     totals: dict[str, Any] = field(default_factory=lambda: {"loss_sum": 0.0, "correct": 0,
                                                              "seen": 0})
 
@@ -474,8 +476,15 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                 f"with train.epochs=N (N > {progress.epoch})")
         else:
             log(f"resuming {run_dir} at epoch {progress.epoch + 1}, step {progress.global_step}")
-    elif dist.is_main:
-        atomic_write_text(run_dir / "config.yaml", to_yaml(config))
+    else:
+        if config.model.pretrained_embeddings:  # before config.yaml: a bad file leaves no run
+            progress.pretrained_coverage = load_pretrained(
+                model.embedding, Path(config.model.pretrained_embeddings), data.vocab)
+            log(f"pretrained embeddings: {config.model.pretrained_embeddings} covered "
+                f"{progress.pretrained_coverage:.1%} of the vocabulary"
+                f"{' (frozen)' if config.model.freeze_embeddings else ''}")
+        if dist.is_main:
+            atomic_write_text(run_dir / "config.yaml", to_yaml(config))
     log(f"model: {config.model.cell} x{config.model.num_layers}"
         f"{' bidirectional' if config.model.bidirectional else ''}, "
         f"{count_parameters(model):,} parameters, device {device}")
@@ -590,6 +599,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         "best_val_acc": progress.best_val_acc, "epochs_run": progress.epoch,
         "stopped_early": stopped_early, "global_step": progress.global_step,
         "parameters": count_parameters(model), "vocab_size": len(data.vocab),
+        "pretrained_coverage": progress.pretrained_coverage,
         "train_rows": len(data.train), "val_rows": len(data.val),
         "skipped_rows": data.skipped_rows, "device": str(device),
         "seconds": time.perf_counter() - started,

@@ -81,7 +81,7 @@ def test_model_rejects_unknown_cell_and_pooling() -> None:
     with pytest.raises(ValueError):
         RNNClassifier(10, 2, cell="transformer")
     with pytest.raises(ValueError):
-        RNNClassifier(10, 2, pooling="attention")
+        RNNClassifier(10, 2, pooling="median")
 
 
 # --- padding invariance ------------------------------------------------------------------------

@@ -273,7 +273,7 @@ BAD_CONFIGS = {
     "dropout-one": ("model:\n  dropout: 1.0\n", "less than 1"),
     "dropout-negative": ("model:\n  dropout: -0.1\n", "at least 0"),
     "unknown-cell": ("model:\n  cell: transformer\n", "choose one of rnn, lstm, gru"),
-    "unknown-pooling": ("model:\n  pooling: attention\n", "choose one of last, mean, max"),
+    "unknown-pooling": ("model:\n  pooling: median\n", "choose one of last, mean, max, attention"),
     "bad-device": ("train:\n  device: tpu\n", "train.device"),
     "date-for-name": ("train:\n  name: 2024-01-01\n", "text value"),
     "python-tag": ("model: !!python/object/apply:os.system ['true']\n", "invalid YAML"),

@@ -35,7 +35,7 @@ def test_short_gru_run_on_real_ag_news(ag_news_dir: Path, tmp_path: Path) -> Non
     assert evaluation.returncode == 0, evaluation.stdout + evaluation.stderr
     report = json.loads(evaluation.stdout)
     assert report["num_examples"] == 7600
-    assert report["data"] == str(ag_news_dir / "test.csv")
+    assert Path(report["data"]).resolve() == (ag_news_dir / "test.csv").resolve()
     print(f"test accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}")
     assert report["accuracy"] > MIN_ACCURACY, report["accuracy"]
     assert min(row["recall"] for row in report["per_class"].values()) > 0.6

@@ -27,12 +27,17 @@ class Row:
     text: str  # title and description joined by a space
 
 
-def default_data_dir() -> Path:
-    env = os.environ.get("RNNCLF_DATA_DIR")
+def user_cache_dir(env_var: str, leaf: str) -> Path:
+    """$env_var when set, else <XDG cache home>/rnnclf/<leaf> (~/.cache/rnnclf/<leaf>)."""
+    env = os.environ.get(env_var)
     if env:
         return Path(env).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "rnnclf" / "ag_news"
+    return Path(cache) / "rnnclf" / leaf
+
+
+def default_data_dir() -> Path:
+    return user_cache_dir("RNNCLF_DATA_DIR", "ag_news")
 
 
 def resolve_data_dir(configured: str) -> Path:

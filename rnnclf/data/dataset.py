@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from array import array
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -55,11 +54,7 @@ class TrainingData:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("RNNCLF_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "rnnclf" / "cache"
+    return agnews.user_cache_dir("RNNCLF_CACHE_DIR", "cache")
 
 
 def text_of(raw_text: str, clean: bool) -> list[str]:

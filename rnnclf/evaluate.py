@@ -16,9 +16,10 @@ from rnnclf.data.dataset import (
     prepare_eval_split,
     prepare_training_data,
 )
+from rnnclf.device import resolve_device
 from rnnclf.io import write_json
 from rnnclf.metrics import classification_report
-from rnnclf.train import predict_split, resolve_device
+from rnnclf.train import predict_split
 
 
 def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path | None = None,

@@ -10,8 +10,8 @@ import torch
 from rnnclf.checkpoint import load_model
 from rnnclf.data.batches import collate
 from rnnclf.data.dataset import encode_texts, text_of
+from rnnclf.device import resolve_device
 from rnnclf.errors import RnnclfError
-from rnnclf.train import resolve_device
 
 # Texts beyond this many characters are cut before tokenizing: max_length tokens never need
 # more, and it keeps memory bounded for a 1 MB line.

@@ -8,7 +8,7 @@ import random
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from rnnclf import plots
 from rnnclf.checkpoint import load_checkpoint, save_checkpoint
-from rnnclf.config import Config, default_runs_dir, from_dict, to_yaml
+from rnnclf.config import Config, from_dict, to_yaml
 from rnnclf.data.batches import Batch, epoch_batches, eval_batches, eval_order, steps_per_epoch
 from rnnclf.data.dataset import (
     EncodedSplit,
@@ -29,6 +29,7 @@ from rnnclf.data.dataset import (
     resolve_data_dir,
 )
 from rnnclf.data.prefetch import prefetch
+from rnnclf.device import autocast_context, make_grad_scaler, resolve_device
 from rnnclf.distributed import (
     SINGLE,
     DistContext,
@@ -42,42 +43,10 @@ from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.model import count_parameters
 from rnnclf.optimizers import OptimizerGroup, clip_grad_norm
 from rnnclf.pretrained import load_pretrained
+from rnnclf.run_dir import prepare_run_directory, remove_stale_temp_files, run_directory
 from rnnclf.tensorboard_log import TensorBoardLog
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "summary.json", "eval.json")
 LOG_EVERY = 20  # steps between progress-bar refreshes (each refresh reads values off the device)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RnnclfError(f"train.device={name} but CUDA is not available here; "
-                              "use train.device=cpu or auto")
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise RnnclfError(f"train.device={name} but only {torch.cuda.device_count()} CUDA "
-                              "device(s) exist; pick another index")
-    return torch.device(name)
-
-
-def autocast_context(precision: str, device: torch.device) -> AbstractContextManager:
-    """Mixed precision for the forward pass and loss; fp32 runs without autocast."""
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
-    """fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none."""
-    if precision != "fp16":
-        return None
-    if device.type != "cuda":
-        raise RnnclfError("train.precision=fp16 needs a CUDA device; use train.precision=bf16 "
-                          "or fp32 on the CPU")
-    return torch.amp.GradScaler(device.type)
 
 
 def seed_everything(seed: int) -> None:
@@ -333,35 +302,6 @@ def evaluate(model: nn.Module, split: EncodedSplit, batch_size: int, max_length:
     return {"loss": loss, "accuracy": accuracy}
 
 
-def run_directory(config: Config) -> Path:
-    runs_dir = Path(config.train.runs_dir).expanduser() if config.train.runs_dir \
-        else default_runs_dir()
-    return runs_dir / config.train.name
-
-
-def _prepare_run_directory(run_dir: Path, overwrite: bool) -> None:
-    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
-    if existing and not overwrite:
-        raise RnnclfError(f"{run_dir} already holds a run ({', '.join(existing)}); pass --resume "
-                          f"{run_dir} to continue it, --overwrite to replace it, or choose "
-                          "another train.name")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for name in existing:
-            (run_dir / name).unlink()
-    except OSError as error:
-        raise RnnclfError(f"cannot write to run folder {run_dir}: {error.strerror}; choose "
-                          "another train.runs_dir") from None
-
-
-def _remove_stale_temp_files(run_dir: Path) -> None:
-    """Temp files a killed process left behind (`.last.pt.<random>.tmp`); never read by anyone."""
-    for name in RUN_FILES:
-        for temp in run_dir.glob(f".{name}.*.tmp"):
-            with contextlib.suppress(OSError):
-                temp.unlink()
-
-
 def _reconcile_metrics(run_dir: Path, progress: Progress, last_record: dict[str, Any] | None
                        ) -> None:
     """Make metrics.jsonl agree with last.pt before a resume appends to it.
@@ -428,9 +368,9 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     else:
         config.data.dir = str(resolve_data_dir(config.data))  # runs stay valid from any cwd
         run_dir = run_directory(config)
-        dist.main_only(lambda: _prepare_run_directory(run_dir, overwrite))
+        dist.main_only(lambda: prepare_run_directory(run_dir, overwrite))
     if dist.is_main:
-        _remove_stale_temp_files(run_dir)
+        remove_stale_temp_files(run_dir)
     if dist.enabled and config.optim.skip_nonfinite:
         # A rank that skips its backward pass would leave the others waiting in DDP's all-reduce.
         raise RnnclfError("optim.skip_nonfinite cannot be used with data-parallel training; set "

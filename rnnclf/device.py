@@ -1,0 +1,41 @@
+"""Which device to train on, and mixed-precision helpers."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+
+from rnnclf.errors import RnnclfError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RnnclfError(f"train.device={name} but CUDA is not available here; "
+                              "use train.device=cpu or auto")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise RnnclfError(f"train.device={name} but only {torch.cuda.device_count()} CUDA "
+                              "device(s) exist; pick another index")
+    return torch.device(name)
+
+
+def autocast_context(precision: str, device: torch.device) -> AbstractContextManager:
+    """Mixed precision for the forward pass and loss; fp32 runs without autocast."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none."""
+    if precision != "fp16":
+        return None
+    if device.type != "cuda":
+        raise RnnclfError("train.precision=fp16 needs a CUDA device; use train.precision=bf16 "
+                          "or fp32 on the CPU")
+    return torch.amp.GradScaler(device.type)

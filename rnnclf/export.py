@@ -105,6 +105,7 @@ class MaskedClassifier(nn.Module):
             raise RnnclfError("LSTM projections are not supported by rnnclf export")
         self.embedding = model.embedding
         self.classifier = model.classifier
+        self.ngram_bag = model.ngram_bag
         self.pooling = model.pooling
         self.bidirectional = bool(rnn.bidirectional)
         self.hidden_size = rnn.hidden_size
@@ -137,6 +138,8 @@ class MaskedClassifier(nn.Module):
             pooled = masked.sum(dim=1) / lengths.unsqueeze(1).to(states.dtype)
         else:
             pooled = states.masked_fill(~valid.unsqueeze(2), float("-inf")).amax(dim=1)
+        if self.ngram_bag is not None:
+            pooled = torch.cat([pooled, self.ngram_bag(tokens, lengths)], dim=1)
         logits = self.classifier(pooled)
         return logits, logits.softmax(dim=1)
 

@@ -33,6 +33,10 @@ def build_model(config: ModelConfig, vocab_size: int, num_classes: int,
         rnn_dropout=config.rnn_dropout,
         dropout=config.dropout,
         sparse_embedding=sparse_embedding,
+        ngram_order=config.ngram_order,
+        ngram_buckets=config.ngram_buckets,
+        ngram_dim=config.ngram_dim,
+        ngram_dropout=config.ngram_dropout,
     )
     if config.freeze_embeddings:
         model.embedding.weight.requires_grad_(False)
@@ -42,18 +46,20 @@ def build_model(config: ModelConfig, vocab_size: int, num_classes: int,
 def build_optimizer(config: OptimConfig, model: nn.Module
                     ) -> torch.optim.Optimizer | OptimizerGroup:
     """AdamW or SGD; with a sparse embedding, SparseAdam for it and AdamW for the rest."""
+    tables = {name for name, _ in model.named_parameters()
+              if isinstance(_owner(model, name), nn.Embedding)}  # word and n-gram tables
     sparse = [parameter for name, parameter in model.named_parameters()
-              if name.startswith("embedding") and parameter.requires_grad
-              and getattr(_owner(model, name), "sparse", False)]
+              if name in tables and parameter.requires_grad
+              and _owner(model, name).sparse]
     if sparse and config.name != "adamw":
         raise ValueError("a sparse embedding needs optim.name=adamw")
-    # No weight decay on biases and the embedding table: decaying rare words' vectors every
+    # No weight decay on biases and embedding tables: decaying rare words' vectors every
     # step would shrink them toward zero between the few steps that see them.
     decayed, not_decayed = [], []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad or any(parameter is other for other in sparse):
             continue  # frozen, or updated by SparseAdam below
-        (not_decayed if name.startswith("embedding") or parameter.ndim < 2 else decayed).append(
+        (not_decayed if name in tables or parameter.ndim < 2 else decayed).append(
             parameter
         )
     groups = [{"params": decayed, "weight_decay": config.weight_decay},

@@ -1,5 +1,8 @@
 """RNNClassifier: Embedding -> RNN | LSTM | GRU over packed sequences -> pooling -> Linear.
 
+With `ngram_order` > 0, a bag of hashed word n-grams (rnnclf/ngrams.py) is concatenated to the
+pooled recurrent states before the output layer.
+
 On CUDA the recurrent layer runs on packed sequences (cuDNN). On the CPU it runs over the padded
 batch with the same results (see `_padded_forward`), which is faster there.
 """
@@ -9,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from rnnclf.ngrams import NgramBag
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("last", "mean", "max", "attention")
@@ -36,6 +41,10 @@ class RNNClassifier(nn.Module):
         dropout: float = 0.3,
         padding_index: int = 0,
         sparse_embedding: bool = False,
+        ngram_order: int = 0,
+        ngram_buckets: int = 1 << 18,
+        ngram_dim: int = 64,
+        ngram_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -62,14 +71,26 @@ class RNNClassifier(nn.Module):
             # Additive attention with one learned query: score_t = q . tanh(W h_t + b).
             self.attention_projection = nn.Linear(state_size, state_size)
             self.attention_query = nn.Parameter(torch.empty(state_size).normal_(0.0, 0.1))
-        self.classifier = nn.Linear(state_size, num_classes)
+        # Optional bag of hashed word n-grams beside the recurrent features (rnnclf/ngrams.py).
+        self.ngram_bag = (NgramBag(vocab_size, ngram_order, ngram_buckets, ngram_dim,
+                                   sparse=sparse_embedding, dropout=ngram_dropout)
+                          if ngram_order > 0 else None)
+        features = state_size + (ngram_dim if self.ngram_bag is not None else 0)
+        self.classifier = nn.Linear(features, num_classes)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64, lengths (B,) int64 (CPU), all lengths >= 1 -> logits (B, C)."""
+        features = self._recurrent_features(tokens, lengths)
+        if self.ngram_bag is not None:
+            features = torch.cat([features, self.ngram_bag(tokens, lengths)], dim=1)
+        return self.classifier(self.output_dropout(features))
+
+    def _recurrent_features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The pooled recurrent states, (B, D)."""
         embedded = self.embedding_dropout(self.embedding(tokens))  # (B, T, E)
         lengths = lengths.cpu()
         if not embedded.is_cuda and tokens.numel() <= MAX_PADDED_WORK * int(lengths.sum()):
-            return self.classifier(self.output_dropout(self._padded_forward(embedded, lengths)))
+            return self._padded_forward(embedded, lengths)
         # Training and eval batches arrive longest first; then packing skips a sort of the
         # (B, T, E) input and the unsort of every output.
         presorted = bool((lengths[:-1] >= lengths[1:]).all())
@@ -86,7 +107,7 @@ class RNNClassifier(nn.Module):
         else:
             states, _ = pad_packed_sequence(packed_states, batch_first=True)  # (B, T', D), 0-padded
             pooled = self._pool_states(states, lengths.to(states.device))
-        return self.classifier(self.output_dropout(pooled))
+        return pooled
 
     def _padded_forward(self, embedded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The packed model's pooled features, computed over the padded batch (CPU path).

@@ -426,7 +426,8 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         if dist.is_main:
             atomic_write_text(run_dir / "config.yaml", to_yaml(config))
     log(f"model: {config.model.cell} x{config.model.num_layers}"
-        f"{' bidirectional' if config.model.bidirectional else ''}, "
+        f"{' bidirectional' if config.model.bidirectional else ''}"
+        f"{f' + n-grams 1..{config.model.ngram_order}' if config.model.ngram_order else ''}, "
         f"{count_parameters(model):,} parameters, device {device}")
     if dist.enabled:
         log(f"data-parallel: {dist.world_size} processes, batch {config.train.batch_size} per "

@@ -25,13 +25,13 @@ LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
 
 def make_checkpoint(folder: Path, cell: str, bidirectional: bool, pooling: str,
-                    num_layers: int = 1) -> Path:
+                    num_layers: int = 1, overrides: tuple[str, ...] = ()) -> Path:
     """An untrained tiny model saved the way `rnnclf train` saves one."""
     torch.manual_seed(0)
     config = load_config(None, [f"model.cell={cell}", f"model.bidirectional={bidirectional}",
                                 f"model.pooling={pooling}", f"model.num_layers={num_layers}",
                                 "model.embedding_dim=8", "model.hidden_size=8",
-                                "data.max_length=12"])
+                                "data.max_length=12", *overrides])
     tokens = [token for text in TEXTS for token in text_of(text, True)]
     vocab = Vocab.build([tokens[::2]])  # some words stay unknown
     model = build_model(config.model, len(vocab), len(LABELS))
@@ -59,12 +59,16 @@ def inputs_from_metadata(info: dict, texts: list[str]) -> tuple[torch.Tensor, to
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_exported_models_match_rnnclf(tmp_path: Path, cell: str, bidirectional: bool) -> None:
+@pytest.mark.parametrize("ngram_order", [0, 3])
+def test_exported_models_match_rnnclf(tmp_path: Path, cell: str, bidirectional: bool,
+                                      ngram_order: int) -> None:
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     pooling = {"rnn": "last", "lstm": "max", "gru": "mean"}[cell]
     checkpoint = make_checkpoint(tmp_path, cell, bidirectional, pooling,
-                                 num_layers=2 if bidirectional else 1)
+                                 num_layers=2 if bidirectional else 1,
+                                 overrides=(f"model.ngram_order={ngram_order}",
+                                            "model.ngram_buckets=1000", "model.ngram_dim=6"))
     predictions = Predictor(checkpoint, "cpu").predict(TEXTS, top_k=len(LABELS))
     expected = torch.tensor([[dict(zip(p.labels, p.probabilities))[name] for name in LABELS]
                              for p in predictions])  # (texts, classes) in label order

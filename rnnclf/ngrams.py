@@ -1,0 +1,74 @@
+"""A bag of hashed word n-grams: fastText's text representation, as one branch of the classifier.
+
+The recurrent branch reads word order; this branch adds what a linear bag-of-n-grams model sees
+(Joulin et al. 2016, "Bag of Tricks for Efficient Text Classification"): the mean of one learned
+vector per word n-gram (orders 1..N), each n-gram hashed into a fixed number of rows. The hashing
+is done on the token ids inside `forward` with integer tensor ops, so there is no n-gram
+vocabulary to build, save or ship: the checkpoint holds only the table.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def ngram_buckets_of(
+    tokens: torch.Tensor, lengths: torch.Tensor, order: int, buckets: int, vocab_size: int
+) -> torch.Tensor:
+    """tokens (B, T) int64 ids, lengths (B,) -> (B, order*T) rows in 1..buckets, 0 = no n-gram.
+
+    An n-gram of order n starts at every position t with t + n <= length; its code is the ids
+    read as digits in base `vocab_size`, folded modulo a prime, then spread over the buckets.
+    The order is mixed in, so a bigram and a unigram with equal codes land on different rows.
+    """
+    # Codes are folded modulo a prime after each word, so any order stays inside int64; an odd
+    # multiplier then spreads them over the buckets (code < 2^31, so code * spread < 2^63).
+    # (Local constants: TorchScript, used by `rnnclf export`, cannot read module globals.)
+    fold_prime = 2_147_483_647
+    spread = 1_000_003
+    width = tokens.size(1)
+    positions = torch.arange(width, device=tokens.device)
+    lengths = lengths.to(tokens.device)
+    rows = []
+    code = torch.zeros_like(tokens)
+    for n in range(1, order + 1):
+        # code[:, t] holds the n-gram starting at t; the last n-1 columns have no full n-gram.
+        shifted = torch.zeros_like(tokens)
+        shifted[:, : width - n + 1] = tokens[:, n - 1:]
+        code = (code * vocab_size + shifted) % fold_prime
+        valid = positions.unsqueeze(0) + n <= lengths.unsqueeze(1)  # (B, T)
+        row = (code * spread + n) % buckets + 1
+        rows.append(torch.where(valid, row, torch.zeros_like(row)))
+    return torch.cat(rows, dim=1)
+
+
+class NgramBag(nn.Module):
+    """(tokens, lengths) -> the mean of the text's hashed n-gram vectors, (B, dim)."""
+
+    def __init__(self, vocab_size: int, order: int, buckets: int, dim: int,
+                 sparse: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        if order < 1 or buckets < 1 or dim < 1:
+            raise ValueError("n-gram order, buckets and dim must be >= 1")
+        self.vocab_size = vocab_size
+        self.order = order
+        self.buckets = buckets
+        self.dropout = dropout
+        # Row 0 stands for "no n-gram here" (padding, or past the end for longer orders).
+        self.table = nn.Embedding(buckets + 1, dim, padding_idx=0, sparse=sparse)
+        # fastText's initialisation: small uniform vectors, so a mean of many starts near zero.
+        with torch.no_grad():
+            self.table.weight.uniform_(-1.0 / dim, 1.0 / dim)
+            self.table.weight[0].zero_()
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        rows = ngram_buckets_of(tokens, lengths, self.order, self.buckets, self.vocab_size)
+        if self.training and self.dropout > 0:
+            # Word dropout for bags (Iyyer et al. 2015): leave out random n-grams of each text,
+            # so no single n-gram can carry the prediction. The mean is over those left.
+            kept = torch.rand(rows.shape, device=rows.device) >= self.dropout
+            rows = torch.where(kept, rows, torch.zeros_like(rows))
+        vectors = self.table(rows)  # (B, order*T, dim); row 0 is all zeros
+        counts = (rows > 0).sum(dim=1, keepdim=True).clamp_min(1)  # (B, 1)
+        return vectors.sum(dim=1) / counts.to(vectors.dtype)

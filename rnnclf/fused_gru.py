@@ -7,12 +7,13 @@ does it:
 - forward: the input projection of every step is ONE matmul; per step one matmul for the hidden
   part and a few elementwise ops written into preallocated buffers;
 - backward: the gate derivatives (which do not depend on the incoming gradient) are computed for
-  all steps at once; per step only 3 ops stay on the sequential chain (gate gradients, carry,
-  one matmul into dh_{t-1}); the weight, bias and input gradients are then each ONE matmul (or
-  sum) over all steps.
+  all steps at once; per step only the gate gradients, the carry and one matmul into dh_{t-1}
+  stay on the sequential chain; the weight, bias and input gradients are then each ONE matmul
+  (or sum) over all steps.
 
-Several independent GRUs (the two directions of a layer) run in one pass: each has its own
-weights, and the per-step matmuls are batched over them (`bmm`), so the Python loop runs once.
+Several independent GRUs (the two directions of a layer) run in one pass, so the Python loop and
+its elementwise ops run once for both; only the matmuls are per direction. The matmuls go to
+oneDNN where it exists (`_linear`), large scratch buffers are reused (`_scratch`).
 
 Same equations and parameters as `nn.GRU` (gate order r, z, n):
     r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
@@ -45,11 +46,11 @@ class FusedGRU(torch.autograd.Function):
         directions, steps, batch, features = inputs.shape
         hidden = weight_hh.size(2)
         # Input part of the gates for all steps at once, bias folded in: (D, T, B, 3H).
-        input_gates = _scratch("input_gates", (directions, steps, batch, 3 * hidden), inputs)
+        input_gates = _scratch("rows", (directions, steps, batch, 3 * hidden), inputs)
         torch.stack([_linear(inputs[d].view(-1, features), weight_ih[d], bias_ih[d])
                      for d in range(directions)], out=input_gates.view(directions, -1, 3 * hidden))
         # Hidden part W_h h_{t-1} + b_h, time-major so each step writes one contiguous block.
-        hidden_gates = _scratch("hidden_gates", (steps, directions, batch, 3 * hidden), inputs)
+        hidden_gates = _scratch("columns", (steps, directions, batch, 3 * hidden), inputs)
         # Saved for the backward: r, z (after the sigmoid), r * (W_hn h + b_hn), n.
         rz = inputs.new_empty(directions, steps, batch, 2 * hidden)
         reset_hidden = inputs.new_empty(directions, steps, batch, hidden)
@@ -85,65 +86,66 @@ class FusedGRU(torch.autograd.Function):
         rz, reset_hidden, n, states = ctx.saved
         directions, steps, batch, hidden = grad_states.shape
         r, z = rz[..., :hidden], rz[..., hidden:]  # (D, T, B, H) each
-        # Gradient of the gate pre-activations per unit dh_t, for all steps at once. Order
-        # [n input part, r, z, n hidden part]: then [:3H] is the input-gate gradient (n, r, z
-        # order) and [H:] the hidden-gate gradient (r, z, n order), both without a copy.
-        per_unit = _scratch("per_unit", (directions, steps, batch, 4, hidden), inputs)
+        # Gradient of the gate pre-activations per unit dh_t, for all steps at once; the loop
+        # below then scales each step by its dh_t in place. Order [n input part, r, z, n hidden
+        # part]: then [:3H] is the input-gate gradient (gates n, r, z) and [H:] the hidden-gate
+        # gradient (gates r, z, n), both without a copy.
+        grad_gates = _scratch("grad_gates", (directions, steps, batch, 4, hidden), inputs)
         one_minus_z = torch.sub(1, z, out=_scratch("one_minus_z", z.shape, inputs))
         scratch = torch.mul(one_minus_z, n, out=_scratch("scratch", z.shape, inputs))
-        grad_n = torch.addcmul(one_minus_z, scratch, n, value=-1, out=per_unit[..., 0, :])
-        torch.mul(grad_n, r, out=per_unit[..., 3, :])  # through r * (W_hn h + b_hn)
+        grad_n = torch.addcmul(one_minus_z, scratch, n, value=-1, out=grad_gates[..., 0, :])
+        torch.mul(grad_n, r, out=grad_gates[..., 3, :])  # through r * (W_hn h + b_hn)
         # Through r: grad_n (W_hn h + b_hn) r (1 - r) = grad_n * reset_hidden * (1 - r).
         torch.mul(grad_n, reset_hidden, out=scratch)
-        torch.addcmul(scratch, scratch, r, value=-1, out=per_unit[..., 1, :])
+        torch.addcmul(scratch, scratch, r, value=-1, out=grad_gates[..., 1, :])
         # z (h - n) = h' - n, so dz-pre = (h' - n) (1 - z).
-        torch.mul(torch.sub(states[:, 1:], n, out=scratch), one_minus_z, out=per_unit[..., 2, :])
+        torch.mul(torch.sub(states[:, 1:], n, out=scratch), one_minus_z, out=grad_gates[..., 2, :])
         # The sequential chain: dh_{t-1} = grad_states[t-1] + z_t dh_t + dG_t W_hh.
-        grad_gates = _scratch("grad_gates", per_unit.shape, inputs)  # (D, T, B, 4, H)
         grad_h = _scratch("grad_h", grad_states.shape, inputs)  # (D, T, B, H): total dh_t
         grad_h[:, -1] = grad_states[:, -1]
         g_out, g_h, z_all = grad_states.unbind(1), grad_h.unbind(1), z.unbind(1)
-        g_gates, per_unit_all = grad_gates.unbind(1), per_unit.unbind(1)
+        g_gates = grad_gates.unbind(1)
         flat_gates = grad_gates.view(directions, steps, batch, 4 * hidden)
         g_h_by_direction = [grad_h[d].unbind(0) for d in range(directions)]
         g_hidden_by_direction = [flat_gates[d, ..., hidden:].unbind(0) for d in range(directions)]
         weight_hh_t = [weight.t() for weight in weight_hh.unbind(0)]  # (H, 3H): x @ W_hh
-        for t in range(steps - 1, 0, -1):
-            torch.mul(g_h[t].unsqueeze(2), per_unit_all[t], out=g_gates[t])
+        for t in range(steps - 1, -1, -1):
+            g_gates[t].mul_(g_h[t].unsqueeze(2))  # (D, B, 4, H)
+            if t == 0:
+                break
             torch.addcmul(g_out[t - 1], g_h[t], z_all[t], out=g_h[t - 1])
             for d in range(directions):
                 g_h_by_direction[d][t - 1].add_(_linear(g_hidden_by_direction[d][t],
                                                         weight_hh_t[d]))
-        torch.mul(g_h[0].unsqueeze(2), per_unit_all[0], out=g_gates[0])
-        # Everything else is one big matmul (or sum) per direction over all steps.
+        # Everything else is one big matmul (or sum) per direction over all steps. oneDNN wants
+        # contiguous operands (it copies others itself, into fresh memory), and the weight
+        # gradients want the gate gradients transposed: copies (D, T*B, 3H) and (D, 3H, T*B).
         flat_gates = flat_gates.view(directions, steps * batch, 4 * hidden)
-        # oneDNN wants contiguous operands (it copies others itself, into fresh memory), and
-        # the weight gradients want the gate gradients transposed: (D, T*B, 3H) and (D, 3H, T*B),
-        # gates n, r, z for the input part and r, z, n for the hidden part.
-        input_gates, input_gates_t = _contiguous_copies("input_gates", flat_gates[..., :3 * hidden])
-        _, hidden_gates_t = _contiguous_copies("hidden_gates", flat_gates[..., hidden:])
-        weight_ih_nrz = weight_ih.roll(hidden, dims=1)  # rows n, r, z
+        rows, columns = _contiguous_copies(flat_gates[..., :3 * hidden])  # gates n, r, z
         grad_inputs = None
         if ctx.needs_input_grad[0]:  # not when the embedding is frozen
-            grad_inputs = torch.stack([_linear(input_gates[d], weight_ih_nrz[d].t())
+            weight_ih_nrz = weight_ih.roll(hidden, dims=1)  # rows n, r, z
+            grad_inputs = torch.stack([_linear(rows[d], weight_ih_nrz[d].t())
                                        for d in range(directions)]).view_as(inputs)
         flat_inputs = inputs.view(directions, steps * batch, -1)
+        grad_weight_ih = torch.stack([_linear(columns[d], flat_inputs[d].t())
+                                      for d in range(directions)]).roll(-hidden, dims=1)
+        grad_bias_ih = columns.sum(2).roll(-hidden, dims=1)
+        rows, columns = _contiguous_copies(flat_gates[..., hidden:])  # gates r, z, n
         previous = states[:, :-1].reshape(directions, steps * batch, hidden)
-        grad_weight_ih = torch.stack([_linear(input_gates_t[d], flat_inputs[d].t())
+        grad_weight_hh = torch.stack([_linear(columns[d], previous[d].t())
                                       for d in range(directions)])
-        grad_weight_hh = torch.stack([_linear(hidden_gates_t[d], previous[d].t())
-                                      for d in range(directions)])
-        return (grad_inputs, grad_weight_ih.roll(-hidden, dims=1), grad_weight_hh,
-                input_gates_t.sum(2).roll(-hidden, dims=1), hidden_gates_t.sum(2))
+        return grad_inputs, grad_weight_ih, grad_weight_hh, grad_bias_ih, columns.sum(2)
 
 
-def _contiguous_copies(name: str, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """values (D, N, M) with strided rows -> contiguous scratch copies (D, N, M) and (D, M, N).
+def _contiguous_copies(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """values (D, N, M) with strided rows -> contiguous scratch copies (D, N, M) and (D, M, N),
+    valid until the next call.
 
     In two steps, one matrix at a time: ATen's transposing copy was ~6x slower from strided rows.
     """
-    rows = _scratch(f"{name}_rows", values.shape, values).copy_(values)
-    columns = _scratch(f"{name}_columns", (values.size(0), values.size(2), values.size(1)), values)
+    rows = _scratch("rows", values.shape, values).copy_(values)
+    columns = _scratch("columns", (values.size(0), values.size(2), values.size(1)), values)
     for matrix, transposed in zip(rows, columns, strict=True):
         transposed.copy_(matrix.t())
     return rows, columns
@@ -157,7 +159,8 @@ def _scratch(name: str, shape: tuple[int, ...] | torch.Size, like: torch.Tensor)
 
     Why: the CPU allocator returns large blocks to the OS, and the first touch of fresh pages
     cost ~0.3 ms per MB on the benchmark machine, as much as the math. Only for tensors that
-    die within the call that takes them (never a saved or returned one).
+    die within the forward or backward call that takes them (never a saved or returned one),
+    so the forward and the backward can share names.
     """
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
     key, size = (name, like.dtype, like.device), math.prod(shape)

@@ -91,17 +91,20 @@ class FusedGRU(torch.autograd.Function):
         # part]: then [:3H] is the input-gate gradient (gates n, r, z) and [H:] the hidden-gate
         # gradient (gates r, z, n), both without a copy.
         grad_gates = _scratch("grad_gates", (directions, steps, batch, 4, hidden), inputs)
-        one_minus_z = torch.sub(1, z, out=_scratch("one_minus_z", z.shape, inputs))
-        scratch = torch.mul(one_minus_z, n, out=_scratch("scratch", z.shape, inputs))
-        grad_n = torch.addcmul(one_minus_z, scratch, n, value=-1, out=grad_gates[..., 0, :])
-        torch.mul(grad_n, r, out=grad_gates[..., 3, :])  # through r * (W_hn h + b_hn)
-        # Through r: grad_n (W_hn h + b_hn) r (1 - r) = grad_n * reset_hidden * (1 - r).
-        torch.mul(grad_n, reset_hidden, out=scratch)
-        torch.addcmul(scratch, scratch, r, value=-1, out=grad_gates[..., 1, :])
-        # z (h - n) = h' - n, so dz-pre = (h' - n) (1 - z).
-        torch.mul(torch.sub(states[:, 1:], n, out=scratch), one_minus_z, out=grad_gates[..., 2, :])
-        # The sequential chain: dh_{t-1} = grad_states[t-1] + z_t dh_t + dG_t W_hh.
+        grad_n, grad_r, grad_z, grad_hidden_n = grad_gates.unbind(3)  # (D, T, B, H) each
         grad_h = _scratch("grad_h", grad_states.shape, inputs)  # (D, T, B, H): total dh_t
+        # Without temporaries of their own: grad_z holds 1 - z and grad_h holds h' - n until
+        # they are needed for their real contents.
+        one_minus_z = torch.sub(1, z, out=grad_z)
+        torch.mul(one_minus_z, n, out=grad_n)
+        torch.addcmul(one_minus_z, grad_n, n, value=-1, out=grad_n)  # (1 - z)(1 - n^2)
+        torch.mul(grad_n, r, out=grad_hidden_n)  # through r * (W_hn h + b_hn)
+        # Through r: grad_n (W_hn h + b_hn) r (1 - r) = grad_n * reset_hidden * (1 - r).
+        torch.mul(grad_n, reset_hidden, out=grad_r)
+        torch.addcmul(grad_r, grad_r, r, value=-1, out=grad_r)
+        # z (h - n) = h' - n, so dz-pre = (h' - n) (1 - z).
+        grad_z.mul_(torch.sub(states[:, 1:], n, out=grad_h))
+        # The sequential chain: dh_{t-1} = grad_states[t-1] + z_t dh_t + dG_t W_hh.
         grad_h[:, -1] = grad_states[:, -1]
         g_out, g_h, z_all = grad_states.unbind(1), grad_h.unbind(1), z.unbind(1)
         g_gates = grad_gates.unbind(1)

@@ -47,7 +47,7 @@ class FusedGRU(torch.autograd.Function):
         hidden = weight_hh.size(2)
         # Input part of the gates for all steps at once, bias folded in: (D, T, B, 3H).
         input_gates = _scratch("rows", (directions, steps, batch, 3 * hidden), inputs)
-        torch.stack([_linear(inputs[d].view(-1, features), weight_ih[d], bias_ih[d])
+        torch.stack([_linear(inputs[d].reshape(-1, features), weight_ih[d], bias_ih[d])
                      for d in range(directions)], out=input_gates.view(directions, -1, 3 * hidden))
         # Hidden part W_h h_{t-1} + b_h, time-major so each step writes one contiguous block.
         hidden_gates = _scratch("columns", (steps, directions, batch, 3 * hidden), inputs)
@@ -130,7 +130,7 @@ class FusedGRU(torch.autograd.Function):
             weight_ih_nrz = weight_ih.roll(hidden, dims=1)  # rows n, r, z
             grad_inputs = torch.stack([_linear(rows[d], weight_ih_nrz[d].t())
                                        for d in range(directions)]).view_as(inputs)
-        flat_inputs = inputs.view(directions, steps * batch, -1)
+        flat_inputs = inputs.reshape(directions, steps * batch, -1)
         grad_weight_ih = torch.stack([_linear(columns[d], flat_inputs[d].t())
                                       for d in range(directions)]).roll(-hidden, dims=1)
         grad_bias_ih = columns.sum(2).roll(-hidden, dims=1)

@@ -155,3 +155,17 @@ def test_lstm_and_rnn_never_take_the_fused_path(fused_calls: list[int]) -> None:
         model = RNNClassifier(30, 4, EMBEDDING, cell, HIDDEN)
         F.cross_entropy(model(tokens, lengths), labels).backward()
     assert fused_calls == []
+
+
+def test_non_contiguous_input() -> None:
+    torch.manual_seed(2)
+    gru = nn.GRU(EMBEDDING, HIDDEN)
+    batch_major = torch.randn(3, 5, EMBEDDING, requires_grad=True)  # (B, T, E)
+    inputs = batch_major.transpose(0, 1)  # (T, B, E) view, not contiguous
+    reference = gru(inputs)[0]
+    fused = fused_gru(inputs.unsqueeze(0), gru_weights(gru))[0]
+    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+    expected = torch.autograd.grad(reference.sum(), [batch_major, *gru.parameters()])
+    actual = torch.autograd.grad(fused.sum(), [batch_major, *gru.parameters()])
+    for got, want in zip(actual, expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

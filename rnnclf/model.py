@@ -13,6 +13,7 @@ import torch
 from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnclf.fused_gru import fused_gru
 from rnnclf.ngrams import NgramBag
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -21,6 +22,8 @@ POOLINGS = ("last", "mean", "max", "attention")
 _KERNELS = {nn.RNN: _VF.rnn_tanh, nn.LSTM: _VF.lstm, nn.GRU: _VF.gru}
 # On the CPU the padded path runs when it computes at most this many times the real tokens.
 MAX_PADDED_WORK = 2.0
+# On the CPU a training GRU runs through `fused_gru` (False: ATen's kernel, for benchmarks).
+FUSED_GRU = True
 
 
 class RNNClassifier(nn.Module):
@@ -119,6 +122,8 @@ class RNNClassifier(nn.Module):
         valid positions: the forward direction never sees padding before a text ends, and the
         backward direction reads each text reversed in place (padding stays at the end).
         Padded positions are masked out of the pooling, so they get no gradient.
+        A GRU that trains in fp32/fp64 runs both directions of a layer through `fused_gru`
+        (same results, faster backward); inference keeps ATen's kernel, as fast there.
         """
         batch, width, _ = embedded.shape
         positions = torch.arange(width)
@@ -130,10 +135,16 @@ class RNNClassifier(nn.Module):
         rnn = self.rnn
         kernel = _KERNELS[type(rnn)]
         directions = ("", "_reverse") if self.bidirectional else ("",)
+        fused = (FUSED_GRU and isinstance(rnn, nn.GRU) and embedded.device.type == "cpu"
+                 and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+                 and embedded.dtype in (torch.float32, torch.float64))
         layer_input = embedded  # (B, T, E), later (B, T, D)
         for layer in range(rnn.num_layers):
             if layer > 0 and rnn.dropout > 0:
                 layer_input = nn.functional.dropout(layer_input, rnn.dropout, self.training)
+            if fused:
+                layer_input = self._fused_gru_layer(layer_input, layer, reverse)
+                continue
             outputs = []
             for suffix in directions:
                 weights = [getattr(rnn, f"{name}_l{layer}{suffix}")
@@ -157,6 +168,22 @@ class RNNClassifier(nn.Module):
             return final
         hidden = rnn.hidden_size
         return torch.cat([final[:, :hidden], states[:, 0, hidden:]], dim=1)  # (B, 2H)
+
+    def _fused_gru_layer(self, layer_input: torch.Tensor, layer: int,
+                         reverse: torch.Tensor) -> torch.Tensor:
+        """One GRU layer, all directions in one `fused_gru` pass: (B, T, E) -> (B, T, D)."""
+        suffixes = ("", "_reverse") if self.bidirectional else ("",)
+        weights = [[getattr(self.rnn, f"{name}_l{layer}{suffix}")
+                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                   for suffix in suffixes]
+        sources = [layer_input]
+        if self.bidirectional:
+            sources.append(_gather_time(layer_input, reverse))
+        inputs = torch.stack([source.transpose(0, 1) for source in sources])  # (dirs, T, B, E)
+        states = fused_gru(inputs, weights).transpose(1, 2)  # (dirs, B, T, H)
+        if not self.bidirectional:
+            return states[0]
+        return torch.cat([states[0], _gather_time(states[1], reverse)], dim=2)  # (B, T, 2H)
 
     def _last_states(self, final: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Top layer's final state: forward at each text's last token, backward at its first."""

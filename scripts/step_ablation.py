@@ -29,10 +29,12 @@ from rnnclf.factory import build_model, build_optimizer  # noqa: E402
 from rnnclf.optimizers import clip_grad_norm  # noqa: E402
 
 VARIANTS = {
-    "original: packed RNN, AdamW (foreach)": {"padded": False, "optimizer": "foreach"},
-    "+ padded CPU RNN path": {"padded": True, "optimizer": "foreach"},
-    "+ fused AdamW (the default now)": {"padded": True, "optimizer": "fused"},
-    "+ optim.sparse_embedding=true": {"padded": True, "optimizer": "sparse"},
+    "original: packed RNN, AdamW (foreach)": {"padded": False, "optimizer": "foreach",
+                                              "fused_gru": False},
+    "+ padded CPU RNN path": {"padded": True, "optimizer": "foreach", "fused_gru": False},
+    "+ fused AdamW": {"padded": True, "optimizer": "fused", "fused_gru": False},
+    "+ fused CPU GRU (the default now)": {"padded": True, "optimizer": "fused", "fused_gru": True},
+    "+ optim.sparse_embedding=true": {"padded": True, "optimizer": "sparse", "fused_gru": True},
 }
 
 
@@ -62,6 +64,7 @@ def main() -> None:
     def run(name: str, steps: list) -> float:
         variant, model, optimizer = states[name]
         rnnclf.model.MAX_PADDED_WORK = 2.0 if variant["padded"] else 0.0  # 0: packed path
+        rnnclf.model.FUSED_GRU = variant["fused_gru"]
         started = time.process_time()
         for batch in steps:
             loss = F.cross_entropy(model(batch.tokens, batch.lengths), batch.labels)

@@ -1,0 +1,171 @@
+"""The fused CPU GRU (rnnclf/fused_gru.py) computes what nn.GRU / ATen's kernel computes."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import rnnclf.model
+from rnnclf.fused_gru import FusedGRU, fused_gru
+from rnnclf.model import POOLINGS, RNNClassifier
+
+EMBEDDING, HIDDEN = 8, 6
+
+
+def gru_weights(gru: nn.GRU) -> list[list[torch.Tensor]]:
+    suffixes = ("", "_reverse") if gru.bidirectional else ("",)
+    return [[getattr(gru, f"{name}_l0{suffix}") for name in
+             ("weight_ih", "weight_hh", "bias_ih", "bias_hh")] for suffix in suffixes]
+
+
+def padded_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """7 texts of varied lengths (1 to 9 tokens), unsorted, zero-padded: tokens, lengths, labels."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([5, 9, 1, 3, 9, 6, 2])
+    tokens = torch.randint(1, 30, (len(lengths), int(lengths.max())), generator=generator)
+    tokens[torch.arange(tokens.size(1)) >= lengths.unsqueeze(1)] = 0
+    return tokens, lengths, torch.randint(0, 4, (len(lengths),), generator=generator)
+
+
+def logits_and_gradients(model: RNNClassifier, fused: bool, monkeypatch: pytest.MonkeyPatch,
+                         seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One training step's logits and parameter gradients, with the fused GRU on or off."""
+    monkeypatch.setattr(rnnclf.model, "FUSED_GRU", fused)
+    tokens, lengths, labels = padded_batch()
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)  # same dropout masks for both runs
+    logits = model(tokens, lengths)
+    F.cross_entropy(logits, labels).backward()
+    return logits.detach(), [parameter.grad.clone() for parameter in model.parameters()
+                             if parameter.grad is not None]
+
+
+@pytest.fixture
+def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the model's calls of fused_gru, so a test can't pass by never taking the path."""
+    calls: list[int] = []
+
+    def counting(inputs: torch.Tensor, weights: list[list[torch.Tensor]]) -> torch.Tensor:
+        calls.append(len(weights))
+        return fused_gru(inputs, weights)
+
+    monkeypatch.setattr(rnnclf.model, "fused_gru", counting)
+    return calls
+
+
+@pytest.mark.parametrize("directions", [1, 2])
+def test_gradcheck_float64(directions: int) -> None:
+    torch.manual_seed(0)
+    steps, batch, features, hidden = 4, 3, 3, 2
+    inputs = torch.randn(directions, steps, batch, features, dtype=torch.float64,
+                         requires_grad=True)
+    shapes = [(3 * hidden, features), (3 * hidden, hidden), (3 * hidden,), (3 * hidden,)]
+    weights = [torch.randn(directions, *shape, dtype=torch.float64, requires_grad=True)
+               for shape in shapes]
+    assert torch.autograd.gradcheck(FusedGRU.apply, (inputs, *weights))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_matches_nn_gru_outputs_and_every_gradient(bidirectional: bool) -> None:
+    torch.manual_seed(0)
+    gru = nn.GRU(EMBEDDING, HIDDEN, bidirectional=bidirectional)
+    steps, batch = 11, 5
+    inputs = torch.randn(steps, batch, EMBEDDING, requires_grad=True)  # (T, B, E)
+    reference = gru(inputs)[0]  # (T, B, D*H)
+    directions = [inputs, inputs.flip(0)] if bidirectional else [inputs]
+    states = fused_gru(torch.stack(directions), gru_weights(gru))  # (D, T, B, H)
+    outputs = [states[0]] + ([states[1].flip(0)] if bidirectional else [])
+    fused = torch.cat(outputs, dim=2)
+    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+    upstream = torch.randn_like(reference)
+    wrt = [inputs, *gru.parameters()]
+    expected = torch.autograd.grad(reference, wrt, upstream)
+    actual = torch.autograd.grad(fused, wrt, upstream)
+    for name, got, want in zip(["inputs", *dict(gru.named_parameters())], actual, expected,
+                               strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_buffers_reused_across_sizes_give_fresh_results() -> None:
+    """Scratch memory is shared between calls; a long call then a short one must not mix."""
+    torch.manual_seed(1)
+    gru = nn.GRU(EMBEDDING, HIDDEN)
+    for steps in (13, 4, 9):
+        inputs = torch.randn(steps, 3, EMBEDDING, requires_grad=True)
+        reference = gru(inputs)[0]
+        fused = fused_gru(inputs.unsqueeze(0), gru_weights(gru))[0]
+        torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+        expected = torch.autograd.grad(reference.sum(), [inputs, *gru.parameters()])
+        actual = torch.autograd.grad(fused.sum(), [inputs, *gru.parameters()])
+        for got, want in zip(actual, expected, strict=True):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("bidirectional", "num_layers", "pooling"),
+                         list(itertools.product((False, True), (1, 2), POOLINGS)))
+def test_classifier_matches_atens_gru(monkeypatch: pytest.MonkeyPatch, fused_calls: list[int],
+                                      bidirectional: bool, num_layers: int, pooling: str) -> None:
+    torch.manual_seed(0)
+    model = RNNClassifier(30, 4, EMBEDDING, "gru", HIDDEN, num_layers=num_layers,
+                          bidirectional=bidirectional, pooling=pooling, dropout=0.0)
+    reference_logits, reference_grads = logits_and_gradients(model, False, monkeypatch)
+    assert fused_calls == []
+    logits, grads = logits_and_gradients(model, True, monkeypatch)
+    assert fused_calls == [2 if bidirectional else 1] * num_layers
+    torch.testing.assert_close(logits, reference_logits, atol=1e-5, rtol=1e-5)
+    assert len(grads) == len(reference_grads) == len(list(model.parameters()))
+    for got, want in zip(grads, reference_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_dropout_between_layers_and_frozen_embedding(monkeypatch: pytest.MonkeyPatch,
+                                                     fused_calls: list[int]) -> None:
+    torch.manual_seed(0)
+    model = RNNClassifier(30, 4, EMBEDDING, "gru", HIDDEN, num_layers=2, bidirectional=True,
+                          embedding_dropout=0.2, rnn_dropout=0.3, dropout=0.1)
+    model.embedding.weight.requires_grad_(False)  # the first layer's input needs no gradient
+    reference_logits, reference_grads = logits_and_gradients(model, False, monkeypatch, seed=5)
+    logits, grads = logits_and_gradients(model, True, monkeypatch, seed=5)
+    assert fused_calls == [2, 2]
+    torch.testing.assert_close(logits, reference_logits, atol=1e-5, rtol=1e-5)
+    for got, want in zip(grads, reference_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_inference_and_bf16_autocast_keep_atens_kernel(fused_calls: list[int]) -> None:
+    torch.manual_seed(0)
+    model = RNNClassifier(30, 4, EMBEDDING, "gru", HIDDEN, bidirectional=True)
+    tokens, lengths, labels = padded_batch()
+    with torch.no_grad():
+        model(tokens, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = F.cross_entropy(model(tokens, lengths).float(), labels)
+    loss.backward()
+    assert fused_calls == []
+    assert all(parameter.grad is not None for parameter in model.rnn.parameters())
+
+
+def test_lstm_and_rnn_never_take_the_fused_path(fused_calls: list[int]) -> None:
+    tokens, lengths, labels = padded_batch()
+    for cell in ("lstm", "rnn"):
+        model = RNNClassifier(30, 4, EMBEDDING, cell, HIDDEN)
+        F.cross_entropy(model(tokens, lengths), labels).backward()
+    assert fused_calls == []
+
+
+def test_non_contiguous_input() -> None:
+    torch.manual_seed(2)
+    gru = nn.GRU(EMBEDDING, HIDDEN)
+    batch_major = torch.randn(3, 5, EMBEDDING, requires_grad=True)  # (B, T, E)
+    inputs = batch_major.transpose(0, 1)  # (T, B, E) view, not contiguous
+    reference = gru(inputs)[0]
+    fused = fused_gru(inputs.unsqueeze(0), gru_weights(gru))[0]
+    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+    expected = torch.autograd.grad(reference.sum(), [batch_major, *gru.parameters()])
+    actual = torch.autograd.grad(fused.sum(), [batch_major, *gru.parameters()])
+    for got, want in zip(actual, expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from rnnclf import __version__
-from rnnclf.config import Config, from_dict
+from rnnclf.config import Config, from_saved_dict
 from rnnclf.data.text import Vocab
 from rnnclf.errors import RnnclfError
 from rnnclf.factory import build_model
@@ -79,7 +79,7 @@ class LoadedModel:
 def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     payload = load_checkpoint(path)
     try:
-        config = from_dict(payload["config"], source=f"{path} (saved config)")
+        config = from_saved_dict(payload["config"], source=f"{path} (saved config)")
     except RnnclfError as error:
         raise RnnclfError(f"{path} holds a config this rnnclf cannot use ({error}); use a "
                           "checkpoint written by this version") from None

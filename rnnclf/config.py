@@ -94,11 +94,11 @@ class ModelConfig:
     )
     freeze_embeddings: bool = param(False, "keep the embedding table fixed during training")
     ngram_order: int = param(
-        0, "add a bag of hashed word n-grams of orders 1..N beside the RNN (fastText's "
-        "features); 0 = off, 2 = words and bigrams", min=0, max=5)
+        2, "add a bag of hashed word n-grams of orders 1..N beside the RNN (fastText's "
+        "features); 0 = off (the RNN alone), 2 = words and bigrams", min=0, max=5)
     ngram_buckets: int = param(262144, "hash rows of the n-gram table", min=1)
     ngram_dim: int = param(64, "size of each n-gram vector", min=1)
-    ngram_dropout: float = param(0.0, "share of a text's n-grams left out of its bag at random "
+    ngram_dropout: float = param(0.3, "share of a text's n-grams left out of its bag at random "
                                  "while training", min=0.0, max=1.0, max_exclusive=True)
 
 
@@ -118,8 +118,8 @@ class OptimConfig:
     skip_nonfinite: bool = param(False, "skip a step whose loss or gradient is NaN/inf instead "
                                  "of stopping the run (costs a device sync per step)")
     sparse_embedding: bool = param(
-        False, "AdamW only: update just the embedding rows a batch uses (SparseAdam); faster "
-        "steps, ~0.5 points lower accuracy after 2 epochs (docs/benchmarks.md)"
+        True, "AdamW only: update just the rows of the word and n-gram tables that a batch "
+        "uses (SparseAdam) instead of all of them every step (docs/accuracy.md)"
     )
 
 
@@ -206,6 +206,21 @@ def _coerce(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any:
 def _field_table(section_type: type) -> dict[str, tuple[type, dict[str, Any]]]:
     hints = typing.get_type_hints(section_type)
     return {f.name: (hints[f.name], dict(f.metadata)) for f in dataclasses.fields(section_type)}
+
+
+# Defaults that changed after runs were saved without the key: a saved run means the old value.
+_SAVED_BEFORE = {"optim": {"sparse_embedding": False},  # added in 0.1 with default false
+                 "model": {"ngram_order": 0}}  # added with the n-gram bag, off until then
+
+
+def from_saved_dict(raw: Any, source: str) -> Config:
+    """A Config saved in a checkpoint; keys it lacks keep the meaning they had when it was saved."""
+    if isinstance(raw, dict):
+        raw = {**raw}
+        for section, old_defaults in _SAVED_BEFORE.items():
+            if isinstance(raw.get(section), dict):
+                raw[section] = {**old_defaults, **raw[section]}
+    return from_dict(raw, source)
 
 
 def from_dict(raw: Any, source: str = "config") -> Config:

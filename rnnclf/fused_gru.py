@@ -202,3 +202,9 @@ def fused_gru(inputs: torch.Tensor, weights: list[list[torch.Tensor]]) -> torch.
     -> states (D, T, B, H)."""
     stacked = [torch.stack(group) for group in zip(*weights, strict=True)]
     return FusedGRU.apply(inputs, *stacked)
+
+
+def release_scratch() -> None:
+    """Free this thread's scratch buffers (hundreds of MB for long batches), e.g. before an
+    evaluation pass, so the training buffers and the evaluation's tensors never add up."""
+    _SCRATCH.__dict__.pop("buffers", None)

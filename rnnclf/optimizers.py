@@ -14,8 +14,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnclf.errors import RnnclfError
-
 
 class OptimizerGroup:
     """Several torch optimizers used as one: shared `param_groups`, `step`, `state_dict`.
@@ -55,8 +53,8 @@ class OptimizerGroup:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         kinds = [type(optimizer).__name__ for optimizer in self.optimizers]
         if state.get("kinds") != kinds:
-            raise RnnclfError(f"the saved optimizer state is for {state.get('kinds')}, this run "
-                              f"uses {kinds}; resume with the run's own config")
+            # fit() reports this as "last.pt cannot be resumed (...)", one line.
+            raise ValueError(f"its optimizer state is for {state.get('kinds')}, not {kinds}")
         for optimizer, optimizer_state in zip(self.optimizers, state["optimizers"]):
             optimizer.load_state_dict(optimizer_state)
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from rnnclf import plots
 from rnnclf.checkpoint import load_checkpoint, save_checkpoint
-from rnnclf.config import Config, from_dict, to_yaml
+from rnnclf.config import Config, from_saved_dict, to_yaml
 from rnnclf.data.batches import Batch, epoch_batches, eval_batches, eval_order, steps_per_epoch
 from rnnclf.data.dataset import (
     EncodedSplit,
@@ -39,6 +39,7 @@ from rnnclf.distributed import (
 )
 from rnnclf.errors import Interrupted, RnnclfError, RunFailed, StoppedAtOnce
 from rnnclf.factory import build_model, build_optimizer, learning_rate, uses_sparse_embedding
+from rnnclf.fused_gru import release_scratch
 from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.model import count_parameters
 from rnnclf.optimizers import OptimizerGroup, clip_grad_norm
@@ -253,6 +254,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer | Optimiz
         nonfinite.check(progress.epoch + 1)  # before anything of this epoch is evaluated or saved
     finally:
         bar.close()
+        release_scratch()  # the evaluation that follows needs the memory more
     return totals.summed_over(dist)
 
 
@@ -563,9 +565,6 @@ def load_resume_config(run_dir: Path, overrides: list[str]) -> Config:
         raise RnnclfError(f"{run_dir} holds no last.pt to resume from; start a new run instead")
     payload = load_checkpoint(run_dir / "last.pt")
     raw = payload["config"]
-    if isinstance(raw.get("optim"), dict):
-        # Runs saved before optim.sparse_embedding existed trained (and saved) a dense AdamW.
-        raw["optim"].setdefault("sparse_embedding", False)
     for text in overrides:
         key = text.partition("=")[0].strip()
         if key not in allowed:
@@ -573,4 +572,4 @@ def load_resume_config(run_dir: Path, overrides: list[str]) -> Config:
                               f"(allowed: {', '.join(sorted(allowed))})")
     from rnnclf.config import apply_overrides
 
-    return from_dict(apply_overrides(raw, overrides), source=f"{run_dir}/last.pt")
+    return from_saved_dict(apply_overrides(raw, overrides), source=f"{run_dir}/last.pt")

@@ -157,6 +157,19 @@ def test_lstm_and_rnn_never_take_the_fused_path(fused_calls: list[int]) -> None:
     assert fused_calls == []
 
 
+def test_batches_above_the_position_limit_take_atens_kernel(monkeypatch: pytest.MonkeyPatch,
+                                                            fused_calls: list[int]) -> None:
+    """Very long batches skip the fused path, so its retained scratch memory stays bounded."""
+    tokens, lengths, labels = padded_batch()
+    model = RNNClassifier(30, 4, EMBEDDING, "gru", HIDDEN)
+    monkeypatch.setattr(rnnclf.model, "FUSED_GRU_MAX_POSITIONS", tokens.numel() - 1)
+    F.cross_entropy(model(tokens, lengths), labels).backward()
+    assert fused_calls == []
+    monkeypatch.setattr(rnnclf.model, "FUSED_GRU_MAX_POSITIONS", tokens.numel())
+    F.cross_entropy(model(tokens, lengths), labels).backward()
+    assert fused_calls == [2]
+
+
 def test_non_contiguous_input() -> None:
     torch.manual_seed(2)
     gru = nn.GRU(EMBEDDING, HIDDEN)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnclf.config import Config, load_config
+from rnnclf.config import Config, from_saved_dict, load_config
 from rnnclf.factory import build_model, build_optimizer
 from rnnclf.model import RNNClassifier
 from rnnclf.ngrams import NgramBag, ngram_buckets_of
@@ -94,7 +94,9 @@ def test_config_builds_the_bag_and_the_optimizer_neither_decays_nor_skips_it() -
     assert groups[id(model.embedding.weight)] == 0.0
     assert groups[id(model.classifier.weight)] == config.optim.weight_decay
     assert len(groups) == len(list(model.parameters()))
-    assert build_model(Config().model, VOCAB, 4).ngram_bag is None  # off by default
+    assert build_model(Config().model, VOCAB, 4).ngram_bag is not None  # on by default
+    assert build_model(load_config(None, ["model.ngram_order=0"]).model, VOCAB, 4
+                       ).ngram_bag is None
 
 
 def test_sparse_embedding_makes_both_tables_sparse() -> None:
@@ -119,3 +121,14 @@ def test_ngram_dropout_only_acts_while_training_and_never_divides_by_zero() -> N
     assert torch.isfinite(draws).all()
     assert not torch.allclose(draws[0], draws[1])  # training: a different subset each time
     assert (draws[:, 1] == 0).all(dim=1).any()  # a one-word text can lose its only n-gram
+
+
+def test_configs_saved_before_the_bag_existed_load_without_it() -> None:
+    saved = Config().to_dict()
+    del saved["model"]["ngram_order"]  # as rnnclf wrote configs before the n-gram bag
+    del saved["optim"]["sparse_embedding"]
+    config = from_saved_dict(saved, "old.pt")
+    assert config.model.ngram_order == 0 and config.optim.sparse_embedding is False
+    current = Config().to_dict()
+    current["model"]["ngram_order"] = 3
+    assert from_saved_dict(current, "new.pt").model.ngram_order == 3  # saved values win

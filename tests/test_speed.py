@@ -111,7 +111,7 @@ def test_sparse_embedding_optimizer_covers_every_parameter_once() -> None:
 
 def test_sparse_embedding_only_with_adamw() -> None:
     assert uses_sparse_embedding(OptimConfig(sparse_embedding=True))
-    assert not uses_sparse_embedding(OptimConfig())  # off by default: see docs/benchmarks.md
+    assert uses_sparse_embedding(OptimConfig())  # on by default: see docs/accuracy.md
     assert not uses_sparse_embedding(OptimConfig(name="sgd", sparse_embedding=True))
     assert not uses_sparse_embedding(OptimConfig(sparse_embedding=False))
     dense = build_model(Config().model, 50, 4)

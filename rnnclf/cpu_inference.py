@@ -1,8 +1,9 @@
-"""Forward-only recurrent layers for RNN and GRU inference on the CPU (fp32, no autograd).
+"""Forward-only recurrent layers for inference on the CPU (fp32, no autograd).
 
 ATen's CPU RNN/GRU kernels run every step's matmul through MKL (no AVX-512 path on AMD CPUs,
 ~100 GFLOP/s there against oneDNN's ~240 at these shapes) and tanh through a kernel ~10x slower
-than sigmoid. `RNNClassifier` sends eval-mode, no-grad CPU batches here instead:
+than sigmoid; all of them, LSTM included, work over the whole padded batch or packed sequences
+and write every step's states. `RNNClassifier` sends eval-mode, no-grad CPU batches here:
 
 - the first layer's input projection W_ih x + b_ih depends only on the token, so it is computed
   once per distinct token id in the batch (`token_gates`), and each step gathers its rows;
@@ -10,7 +11,8 @@ than sigmoid. `RNNClassifier` sends eval-mode, no-grad CPU batches here instead:
   tanh(a) = 2 sigmoid(2a) - 1 (as in rnnclf/fused_gru.py);
 - states are time-major (T, B, H), so each step reads and writes one contiguous block.
 
-Same equations and parameters as `nn.RNN` (tanh) and `nn.GRU` (gate order r, z, n).
+Same equations and parameters as `nn.RNN` (tanh), `nn.GRU` (gate order r, z, n) and `nn.LSTM`
+(gate order i, f, g, o; without proj_size).
 """
 
 from __future__ import annotations
@@ -18,9 +20,6 @@ from __future__ import annotations
 import torch
 
 from rnnclf.fused_gru import _linear, _scratch
-
-GATES = {"rnn": 1, "gru": 3}
-
 
 def token_gates(tokens: torch.Tensor, embedding: torch.Tensor, weight_ih: list[torch.Tensor],
                 bias_ih: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -54,6 +53,7 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
     # Reused: a fresh (B, G*H) tensor each step would cost page faults (see fused_gru._scratch).
     buffer = _scratch("inference_gates", (batch, weight_hh.size(0)), weight_hh)
     h = weight_hh.new_zeros(batch, hidden)  # row b: its state at step min(t, length_b - 1)
+    cell_state = weight_hh.new_zeros(batch, hidden) if cell == "lstm" else None  # LSTM's c
     pooled = h
     for t, rows in enumerate(active):
         if inputs.dim() == 2:
@@ -64,6 +64,15 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
         hidden_gates = _linear(h_now, weight_hh, bias_hh)  # (rows, G*H)
         if cell == "rnn":
             _tanh_into(gates.add_(hidden_gates), h_now)
+        elif cell_state is not None:  # gates i, f, g, o
+            gates.add_(hidden_gates)
+            g = gates[:, 2 * hidden:3 * hidden].mul_(2)  # one sigmoid for all, tanh(g) below
+            gates.sigmoid_()
+            g.mul_(2).sub_(1)
+            c_now = cell_state[:rows]
+            c_now.mul_(gates[:, hidden:2 * hidden]).addcmul_(gates[:, :hidden], g)
+            # h = o tanh(c), the tanh written over the spent g
+            torch.mul(gates[:, 3 * hidden:], _tanh_into(g.copy_(c_now), g), out=h_now)
         else:
             rz = gates[:, :2 * hidden].add_(hidden_gates[:, :2 * hidden]).sigmoid_()
             n = gates[:, 2 * hidden:].addcmul_(rz[:, :hidden], hidden_gates[:, 2 * hidden:])

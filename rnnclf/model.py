@@ -25,7 +25,7 @@ _KERNELS = {nn.RNN: _VF.rnn_tanh, nn.LSTM: _VF.lstm, nn.GRU: _VF.gru}
 MAX_PADDED_WORK = 2.0
 # On the CPU a training GRU runs through `fused_gru` (False: ATen's kernel, for benchmarks).
 FUSED_GRU = True
-# On the CPU an RNN or GRU at inference runs through rnnclf/cpu_inference.py (False: ATen's kernel).
+# On the CPU inference runs through rnnclf/cpu_inference.py (False: ATen's kernels).
 LEAN_INFERENCE = True
 
 
@@ -188,15 +188,15 @@ class RNNClassifier(nn.Module):
         return torch.cat([states[0], _gather_time(states[1], reverse)], dim=2)  # (B, T, 2H)
 
     def _lean_inference(self, tokens: torch.Tensor) -> bool:
-        """Whether `_inference_features` computes this batch: an RNN or GRU in eval mode,
-        without autograd, in fp32 on the CPU."""
+        """Whether `_inference_features` computes this batch: eval mode, without autograd, in
+        fp32 on the CPU."""
         return (LEAN_INFERENCE and not self.training and not torch.is_grad_enabled()
-                and not isinstance(self.rnn, nn.LSTM) and tokens.device.type == "cpu"
+                and tokens.device.type == "cpu"
                 and self.embedding.weight.dtype == torch.float32
                 and not torch.is_autocast_enabled("cpu"))
 
     def _inference_features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """`_padded_forward`'s pooled features for an RNN or GRU at CPU inference, through
+        """`_padded_forward`'s pooled features at CPU inference, through
         rnnclf/cpu_inference.py (faster, same results to float rounding).
 
         Time-major throughout, rows longest first so that each step computes only the texts
@@ -210,7 +210,7 @@ class RNNClassifier(nn.Module):
             features = self._inference_features(tokens[order.to(tokens.device)], lengths[order])
             return features[torch.argsort(order)]
         rnn = self.rnn
-        cell = "rnn" if isinstance(rnn, nn.RNN) else "gru"
+        cell = next(name for name, kind in CELLS.items() if isinstance(rnn, kind))
         width = int(lengths[0])
         tokens = tokens[:, :width]  # a batch may be padded past its longest text
         valid, reverse = _valid_and_reverse(lengths, width)

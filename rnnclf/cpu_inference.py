@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from rnnclf.fused_gru import _linear, _scratch
+from rnnclf.fused_gru import _linear
+
 
 def token_gates(tokens: torch.Tensor, embedding: torch.Tensor, weight_ih: list[torch.Tensor],
                 bias_ih: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -50,8 +51,9 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
     steps, batch = inputs.shape[:2]
     hidden = weight_hh.size(1)
     states = weight_hh.new_empty(steps, batch, hidden) if pooling == "none" else None
-    # Reused: a fresh (B, G*H) tensor each step would cost page faults (see fused_gru._scratch).
-    buffer = _scratch("inference_gates", (batch, weight_hh.size(0)), weight_hh)
+    # One buffer for all steps: a fresh (B, G*H) tensor each step cost page faults (see
+    # fused_gru._scratch, which cannot serve here: inference tensors would leak out of it).
+    buffer = weight_hh.new_empty(batch, weight_hh.size(0))
     h = weight_hh.new_zeros(batch, hidden)  # row b: its state at step min(t, length_b - 1)
     cell_state = weight_hh.new_zeros(batch, hidden) if cell == "lstm" else None  # LSTM's c
     pooled = h

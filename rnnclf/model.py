@@ -207,7 +207,7 @@ class RNNClassifier(nn.Module):
         descending = bool((lengths[:-1] >= lengths[1:]).all())
         if not descending:  # eval batches come shortest first: sort the ids, unsort the features
             order = torch.argsort(lengths, descending=True, stable=True)
-            features = self._inference_features(tokens[order.to(tokens.device)], lengths[order])
+            features = self._inference_features(tokens[order], lengths[order])
             return features[torch.argsort(order)]
         rnn = self.rnn
         cell = next(name for name, kind in CELLS.items() if isinstance(rnn, kind))

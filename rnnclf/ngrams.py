@@ -70,10 +70,11 @@ class NgramBag(nn.Module):
             kept = torch.rand(rows.shape, device=rows.device) >= self.dropout
             rows = torch.where(kept, rows, torch.zeros_like(rows))
         counts = (rows > 0).sum(dim=1, keepdim=True).clamp_min(1)  # (B, 1)
-        if not torch.jit.is_scripting():
+        # Nested: TorchScript skips a block only under a bare `if not torch.jit.is_scripting()`.
+        if not torch.jit.is_scripting():  # noqa: SIM102
             if not self.training and not torch.onnx.is_in_onnx_export():
                 # Inference sums the rows without writing (B, order*T, dim) first: 1.5 ms
-                # instead of 6.9 ms for 1024 texts (CPU, 1 thread).
+                # instead of 6.9 ms for 1024 texts (CPU, 1 thread). Exports keep the lookup.
                 total = nn.functional.embedding_bag(rows, self.table.weight, mode="sum",
                                                      sparse=self.table.sparse, padding_idx=0)
                 return total / counts.to(total.dtype)

@@ -4,7 +4,8 @@ With `ngram_order` > 0, a bag of hashed word n-grams (rnnclf/ngrams.py) is conca
 pooled recurrent states before the output layer.
 
 On CUDA the recurrent layer runs on packed sequences (cuDNN). On the CPU it runs over the padded
-batch with the same results (see `_padded_forward`), which is faster there.
+batch with the same results (see `_padded_forward`), which is faster there; CPU inference (eval
+mode, no autograd, fp32) runs through rnnclf/cpu_inference.py (see `_inference_features`).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class RNNClassifier(nn.Module):
         backward direction reads each text reversed in place (padding stays at the end).
         Padded positions are masked out of the pooling, so they get no gradient.
         A GRU that trains in fp32/fp64 runs both directions of a layer through `fused_gru`
-        (same results, faster backward); inference keeps ATen's kernel, as fast there.
+        (same results, faster backward). Inference in fp32 goes to `_inference_features`.
         """
         batch, width, _ = embedded.shape
         valid, reverse = _valid_and_reverse(lengths, width)

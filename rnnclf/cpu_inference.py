@@ -9,7 +9,10 @@ and write every step's states. `RNNClassifier` sends eval-mode, no-grad CPU batc
   once per distinct token id in the batch (`token_gates`), and each step gathers its rows;
 - per step one oneDNN matmul for the hidden part and a few in-place elementwise ops, with
   tanh(a) = 2 sigmoid(2a) - 1 (as in rnnclf/fused_gru.py);
-- states are time-major (T, B, H), so each step reads and writes one contiguous block.
+- rows sorted longest first: step t computes only the texts still running, as packing does,
+  so padding costs nothing;
+- max, mean and last pooling happen inside the loop, so no (T, B, H) states are written, masked
+  and read back (only attention and lower layers of a stack keep them, time-major).
 
 Same equations and parameters as `nn.RNN` (tanh), `nn.GRU` (gate order r, z, n) and `nn.LSTM`
 (gate order i, f, g, o; without proj_size).
@@ -66,7 +69,7 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
         hidden_gates = _linear(h_now, weight_hh, bias_hh)  # (rows, G*H)
         if cell == "rnn":
             _tanh_into(gates.add_(hidden_gates), h_now)
-        elif cell_state is not None:  # gates i, f, g, o
+        elif cell_state is not None:  # LSTM, gates i, f, g, o
             gates.add_(hidden_gates)
             g = gates[:, 2 * hidden:3 * hidden].mul_(2)  # one sigmoid for all, tanh(g) below
             gates.sigmoid_()

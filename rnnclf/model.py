@@ -192,7 +192,7 @@ class RNNClassifier(nn.Module):
         """Whether `_inference_features` computes this batch: eval mode, without autograd, in
         fp32 on the CPU."""
         return (LEAN_INFERENCE and not self.training and not torch.is_grad_enabled()
-                and tokens.device.type == "cpu"
+                and tokens.device.type == "cpu" and tokens.numel() > 0
                 and self.embedding.weight.dtype == torch.float32
                 and not torch.is_autocast_enabled("cpu"))
 

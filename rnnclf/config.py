@@ -130,7 +130,7 @@ class TrainConfig:
                           "else ./runs")
     epochs: int = param(4, "passes over the training split", min=1)
     batch_size: int = param(128, "training batch size", min=1)
-    eval_batch_size: int = param(512, "batch size for validation, eval and predict", min=1)
+    eval_batch_size: int = param(1024, "batch size for validation, eval and predict", min=1)
     early_stopping_patience: int = param(
         2, "stop after this many epochs without a better val accuracy; 0 = never", min=0
     )

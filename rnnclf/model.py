@@ -4,7 +4,8 @@ With `ngram_order` > 0, a bag of hashed word n-grams (rnnclf/ngrams.py) is conca
 pooled recurrent states before the output layer.
 
 On CUDA the recurrent layer runs on packed sequences (cuDNN). On the CPU it runs over the padded
-batch with the same results (see `_padded_forward`), which is faster there.
+batch with the same results (see `_padded_forward`), which is faster there; CPU inference (eval
+mode, no autograd, fp32) runs through rnnclf/cpu_inference.py (see `_inference_features`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnclf.cpu_inference import recurrent_layer, reverse_time, token_gates
 from rnnclf.fused_gru import fused_gru
 from rnnclf.ngrams import NgramBag
 
@@ -29,6 +31,8 @@ FUSED_GRU = True
 # batches of very long texts (1-2% of AG News batches) take ATen's kernel instead: the default
 # run's peak memory stays well under 1.5 GiB.
 FUSED_GRU_MAX_POSITIONS = 12_288
+# On the CPU inference runs through rnnclf/cpu_inference.py (False: ATen's kernels).
+LEAN_INFERENCE = True
 
 
 class RNNClassifier(nn.Module):
@@ -95,8 +99,10 @@ class RNNClassifier(nn.Module):
 
     def _recurrent_features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The pooled recurrent states, (B, D)."""
-        embedded = self.embedding_dropout(self.embedding(tokens))  # (B, T, E)
         lengths = lengths.cpu()
+        if self._lean_inference(tokens):
+            return self._inference_features(tokens, lengths)
+        embedded = self.embedding_dropout(self.embedding(tokens))  # (B, T, E)
         if not embedded.is_cuda and tokens.numel() <= MAX_PADDED_WORK * int(lengths.sum()):
             return self._padded_forward(embedded, lengths)
         # Training and eval batches arrive longest first; then packing skips a sort of the
@@ -128,13 +134,10 @@ class RNNClassifier(nn.Module):
         backward direction reads each text reversed in place (padding stays at the end).
         Padded positions are masked out of the pooling, so they get no gradient.
         A GRU that trains in fp32/fp64 runs both directions of a layer through `fused_gru`
-        (same results, faster backward); inference keeps ATen's kernel, as fast there.
+        (same results, faster backward). Inference in fp32 goes to `_inference_features`.
         """
         batch, width, _ = embedded.shape
-        positions = torch.arange(width)
-        valid = positions.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
-        # Index that reverses each text within its length and leaves padding in place.
-        reverse = torch.where(valid, lengths.unsqueeze(1) - 1 - positions, positions)
+        valid, reverse = _valid_and_reverse(lengths, width)
         if embedded.device.type != "cpu":
             valid, reverse = valid.to(embedded.device), reverse.to(embedded.device)
         rnn = self.rnn
@@ -191,6 +194,65 @@ class RNNClassifier(nn.Module):
             return states[0]
         return torch.cat([states[0], _gather_time(states[1], reverse)], dim=2)  # (B, T, 2H)
 
+    def _lean_inference(self, tokens: torch.Tensor) -> bool:
+        """Whether `_inference_features` computes this batch: eval mode, without autograd, in
+        fp32 on the CPU."""
+        return (LEAN_INFERENCE and not self.training and not torch.is_grad_enabled()
+                and tokens.device.type == "cpu" and tokens.numel() > 0
+                and self.embedding.weight.dtype == torch.float32
+                and not torch.is_autocast_enabled("cpu"))
+
+    def _inference_features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """`_padded_forward`'s pooled features at CPU inference, through
+        rnnclf/cpu_inference.py (faster, same results to float rounding).
+
+        Time-major throughout, rows longest first so that each step computes only the texts
+        still running (no work on padding, as packing). The backward direction reads each text
+        reversed as token ids, not as embeddings; max, mean and last pooling do not care about
+        order, so its states are put back in text order only for attention or a next layer.
+        """
+        descending = bool((lengths[:-1] >= lengths[1:]).all())
+        if not descending:  # eval batches come shortest first: sort the ids, unsort the features
+            order = torch.argsort(lengths, descending=True, stable=True)
+            features = self._inference_features(tokens[order], lengths[order])
+            return features[torch.argsort(order)]
+        rnn = self.rnn
+        cell = next(name for name, kind in CELLS.items() if isinstance(rnn, kind))
+        width = int(lengths[0])
+        tokens = tokens[:, :width]  # a batch may be padded past its longest text
+        valid, reverse = _valid_and_reverse(lengths, width)
+        active = (lengths.unsqueeze(1) > torch.arange(width)).sum(dim=0).tolist()  # per step
+        suffixes = ("", "_reverse") if self.bidirectional else ("",)
+        layer_input = tokens  # (B, T) ids, later (T, B, D)
+        for layer in range(rnn.num_layers):
+            weights = [[getattr(rnn, f"{name}_l{layer}{suffix}")
+                        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                       for suffix in suffixes]
+            if layer == 0:
+                # Per direction, the input gates of each distinct token, then rows into them.
+                tables, rows = token_gates(tokens, self.embedding.weight,
+                                           [w[0] for w in weights], [w[2] for w in weights])
+                sources = [rows, rows.gather(1, reverse)][:len(suffixes)]
+                sources = [source.t().contiguous() for source in sources]  # (T, B)
+                weights = [[table, w[1], None, w[3]]
+                           for table, w in zip(tables, weights, strict=True)]
+            else:
+                sources = [layer_input, reverse_time(layer_input, reverse)][:len(suffixes)]
+            top = layer + 1 == rnn.num_layers and self.pooling != "attention"
+            pooling = {"mean": "sum"}.get(self.pooling, self.pooling) if top else "none"
+            states = [recurrent_layer(cell, source, active, pooling, *w)
+                      for source, w in zip(sources, weights, strict=True)]
+            if top:  # (B, H) each
+                pooled = torch.cat(states, dim=1)  # (B, D)
+                if self.pooling == "mean":
+                    pooled /= lengths.unsqueeze(1).to(pooled.dtype)
+                return pooled
+            # (T, B, H) each, the backward direction's in reversed text order.
+            layer_input = torch.cat([states[0]] + [reverse_time(s, reverse)
+                                                   for s in states[1:]], dim=2)  # (T, B, D)
+        batch_major = layer_input.transpose(0, 1).masked_fill(~valid.unsqueeze(2), 0.0)
+        return self._pool_states(batch_major, lengths)  # attention
+
     def _last_states(self, final: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Top layer's final state: forward at each text's last token, backward at its first."""
         hidden = final[0] if isinstance(final, tuple) else final  # LSTM returns (h, c)
@@ -211,6 +273,14 @@ class RNNClassifier(nn.Module):
             weights = scores.softmax(dim=1).unsqueeze(2)  # (B, T', 1)
             return (weights * states).sum(dim=1)  # (B, D)
         return states.masked_fill(~valid, float("-inf")).amax(dim=1)
+
+
+def _valid_and_reverse(lengths: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """lengths (B,) -> valid positions (B, T) bool, and the index (B, T) that reverses each text
+    within its length and leaves padding in place."""
+    positions = torch.arange(width)
+    valid = positions.unsqueeze(0) < lengths.unsqueeze(1)
+    return valid, torch.where(valid, lengths.unsqueeze(1) - 1 - positions, positions)
 
 
 def _gather_time(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

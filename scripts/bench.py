@@ -226,6 +226,13 @@ def bench_configs(settings: Settings) -> list[tuple[str, Config]]:
     sparse = copy.deepcopy(configs[5][1])  # bi-GRU with optim.sparse_embedding=true
     sparse.optim.sparse_embedding = True
     configs.append(("gru-bi sparse-emb", sparse))
+    if default.model.ngram_order == 0:  # the default with the n-gram bag, as it is to ship
+        ngrams = copy.deepcopy(default)
+        ngrams.model.ngram_order, ngrams.model.ngram_dropout = 2, 0.3
+        ngrams.optim.sparse_embedding = True
+        if settings is SMOKE:
+            ngrams.model.ngram_buckets = 1024
+        configs.append(("default ngram2", ngrams))
     for _, config in configs:
         config.train.progress = False
     return configs

@@ -104,7 +104,8 @@ def test_sparse_embedding_optimizer_covers_every_parameter_once() -> None:
     assert isinstance(optimizer, OptimizerGroup)
     dense, sparse = optimizer.optimizers
     assert isinstance(dense, torch.optim.AdamW) and isinstance(sparse, torch.optim.SparseAdam)
-    assert [p for g in sparse.param_groups for p in g["params"]] == [model.embedding.weight]
+    assert ([p for g in sparse.param_groups for p in g["params"]]
+            == [model.embedding.weight, model.ngram_bag.table.weight])  # the word and n-gram tables
     owned = [id(p) for g in optimizer.param_groups for p in g["params"]]
     assert sorted(owned) == sorted(id(p) for p in model.parameters())
 
@@ -186,7 +187,7 @@ def test_optimizer_group_refuses_another_optimizers_state() -> None:
     model = RNNClassifier(30, 4, 8, "gru", 8, sparse_embedding=True)
     optimizer = build_optimizer(OptimConfig(), model)
     dense_state = torch.optim.AdamW(model.parameters()).state_dict()
-    with pytest.raises(RnnclfError, match="optimizer state"):
+    with pytest.raises(ValueError, match="optimizer state"):  # fit(): "cannot be resumed"
         optimizer.load_state_dict({"optimizers": [dense_state], "kinds": ["AdamW"]})
 
 

@@ -388,8 +388,14 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     log(f"data: {len(data.train)} train / {len(data.val)} val rows, vocabulary {len(data.vocab)}"
         + (f", {data.skipped_rows} bad rows skipped" if data.skipped_rows else "")
         + f" ({time.perf_counter() - started:.1f} s)")
+    sparse = uses_sparse_embedding(config.optim)
+    if sparse and dist.enabled and device.type == "cuda":
+        # NCCL cannot all-reduce sparse gradients (gloo, on the CPU, can): dense tables there.
+        sparse = False
+        log("data-parallel on CUDA: optim.sparse_embedding is ignored (NCCL needs dense "
+            "gradients); the embedding tables are updated by AdamW")
     model = build_model(config.model, len(data.vocab), len(data.label_names),
-                        sparse_embedding=uses_sparse_embedding(config.optim)).to(device)
+                        sparse_embedding=sparse).to(device)
     optimizer = build_optimizer(config.optim, model)
     scaler = make_grad_scaler(config.train.precision, device)
     progress = Progress()

@@ -80,3 +80,12 @@ class NgramBag(nn.Module):
                 return total / counts.to(total.dtype)
         vectors = self.table(rows)  # (B, order*T, dim); row 0 is all zeros
         return vectors.sum(dim=1) / counts.to(vectors.dtype)
+
+
+def ngram_table_rows(requested: int, order: int, lengths: torch.Tensor, max_length: int) -> int:
+    """Hash rows worth allocating: `requested`, or fewer when the training texts (lengths (N,))
+    hold fewer n-gram positions than that, since a small dataset cannot fill a big table and
+    every row costs memory, optimizer state and checkpoint space (~0.8 KB at dim 64)."""
+    kept = lengths.clamp(max=max_length)
+    positions = sum(int((kept - n + 1).clamp(min=0).sum()) for n in range(1, order + 1))
+    return max(1, min(requested, positions))

@@ -42,6 +42,7 @@ from rnnclf.factory import build_model, build_optimizer, learning_rate, uses_spa
 from rnnclf.fused_gru import release_scratch
 from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.model import count_parameters
+from rnnclf.ngrams import ngram_table_rows
 from rnnclf.optimizers import OptimizerGroup, clip_grad_norm
 from rnnclf.pretrained import load_pretrained
 from rnnclf.run_dir import prepare_run_directory, remove_stale_temp_files, run_directory
@@ -388,6 +389,13 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     log(f"data: {len(data.train)} train / {len(data.val)} val rows, vocabulary {len(data.vocab)}"
         + (f", {data.skipped_rows} bad rows skipped" if data.skipped_rows else "")
         + f" ({time.perf_counter() - started:.1f} s)")
+    if config.model.ngram_order and resume_state is None:  # a resumed run keeps its saved size
+        rows = ngram_table_rows(config.model.ngram_buckets, config.model.ngram_order,
+                                data.train.lengths, config.data.max_length)
+        if rows < config.model.ngram_buckets:
+            log(f"n-gram table: {rows:,} rows, not {config.model.ngram_buckets:,}: the training "
+                f"split holds only {rows:,} n-grams (saved as model.ngram_buckets)")
+            config.model.ngram_buckets = rows
     sparse = uses_sparse_embedding(config.optim)
     if sparse and dist.enabled and device.type == "cuda":
         # NCCL cannot all-reduce sparse gradients (gloo, on the CPU, can): dense tables there.
@@ -518,7 +526,11 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
             progress.skipped_steps = 0
             last_record = record
             if improved and dist.is_main:
-                save_checkpoint(run_dir / "best.pt", checkpoint_state())
+                # best.pt is for eval/predict/export: without the optimizer state (twice the
+                # model's size with Adam), which only last.pt needs, to resume.
+                best = {key: value for key, value in checkpoint_state().items()
+                        if key not in ("optimizer_state", "scaler_state")}
+                save_checkpoint(run_dir / "best.pt", best)
             save_last()
             if dist.is_main:
                 append_jsonl(run_dir / "metrics.jsonl", record)

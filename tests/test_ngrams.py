@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from rnnclf.config import Config, from_saved_dict, load_config
 from rnnclf.factory import build_model, build_optimizer
 from rnnclf.model import RNNClassifier
-from rnnclf.ngrams import NgramBag, ngram_buckets_of
+from rnnclf.ngrams import NgramBag, ngram_buckets_of, ngram_table_rows
 from rnnclf.optimizers import OptimizerGroup
 
 VOCAB = 50
@@ -132,3 +134,27 @@ def test_configs_saved_before_the_bag_existed_load_without_it() -> None:
     current = Config().to_dict()
     current["model"]["ngram_order"] = 3
     assert from_saved_dict(current, "new.pt").model.ngram_order == 3  # saved values win
+
+
+def test_table_rows_shrink_to_the_n_gram_positions_of_the_training_texts() -> None:
+    lengths = torch.tensor([5, 1, 300])
+    # max_length 10 keeps 5 + 1 + 10 unigram and 4 + 0 + 9 bigram positions
+    assert ngram_table_rows(1 << 18, 2, lengths, max_length=10) == 16 + 13
+    assert ngram_table_rows(20, 2, lengths, max_length=10) == 20  # the request when smaller
+
+
+def test_a_small_training_set_saves_its_smaller_table_and_reloads(tmp_path: Path) -> None:
+    from test_speed import tiny_config, write_tiny_agnews
+
+    from rnnclf.checkpoint import load_checkpoint, load_model
+    from rnnclf.train import fit
+
+    config = tiny_config(write_tiny_agnews(tmp_path / "data"), tmp_path / "runs")
+    config.train.epochs = 1
+    messages: list[str] = []
+    fit(config, log=lambda *parts: messages.append(" ".join(map(str, parts))))
+    saved = load_checkpoint(tmp_path / "runs" / "tiny" / "best.pt")["config"]["model"]
+    assert 0 < saved["ngram_buckets"] < Config().model.ngram_buckets
+    assert any("n-gram table" in message for message in messages)
+    model = load_model(tmp_path / "runs" / "tiny" / "best.pt").model
+    assert model.ngram_bag.table.weight.shape[0] == saved["ngram_buckets"] + 1

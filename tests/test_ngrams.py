@@ -153,7 +153,10 @@ def test_a_small_training_set_saves_its_smaller_table_and_reloads(tmp_path: Path
     config.train.epochs = 1
     messages: list[str] = []
     fit(config, log=lambda *parts: messages.append(" ".join(map(str, parts))))
-    saved = load_checkpoint(tmp_path / "runs" / "tiny" / "best.pt")["config"]["model"]
+    best = load_checkpoint(tmp_path / "runs" / "tiny" / "best.pt")
+    assert "optimizer_state" not in best  # only last.pt carries what --resume needs
+    assert "optimizer_state" in load_checkpoint(tmp_path / "runs" / "tiny" / "last.pt")
+    saved = best["config"]["model"]
     assert 0 < saved["ngram_buckets"] < Config().model.ngram_buckets
     assert any("n-gram table" in message for message in messages)
     model = load_model(tmp_path / "runs" / "tiny" / "best.pt").model

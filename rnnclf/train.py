@@ -394,7 +394,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                                 data.train.lengths, config.data.max_length)
         if rows < config.model.ngram_buckets:
             log(f"n-gram table: {rows:,} rows, not {config.model.ngram_buckets:,}: the training "
-                f"split holds only {rows:,} n-grams (saved as model.ngram_buckets)")
+                f"split holds only {rows:,} n-gram positions (saved as model.ngram_buckets)")
             config.model.ngram_buckets = rows
     sparse = uses_sparse_embedding(config.optim)
     if sparse and dist.enabled and device.type == "cuda":
@@ -460,7 +460,9 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     # The newest metrics.jsonl line, kept in last.pt so a resume can restore it (see above).
     last_record = resume_state.get("last_epoch_record") if resume_state is not None else None
 
-    def checkpoint_state() -> dict[str, Any]:
+    def checkpoint_state(for_resume: bool = True) -> dict[str, Any]:
+        """last.pt (for_resume) also holds the optimizer and loss-scaler state; best.pt, which
+        is for eval/predict/export, does not (with Adam that is twice the model's size)."""
         if not _all_finite(model):  # e.g. the last step's update overflowed; never save NaN
             # At an epoch's end `epoch` already counts the finished epoch and step_in_epoch is 0.
             epoch = progress.epoch + 1 if progress.step_in_epoch else progress.epoch
@@ -469,10 +471,12 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                             "best.pt/last.pt keep the last good one. Lower optim.lr or set "
                             "optim.grad_clip")
         state = {**state_common, "model_state": model.state_dict(),
-                 "optimizer_state": optimizer.state_dict(), "progress": vars(progress).copy(),
-                 "rng": _rng_state(), "last_epoch_record": last_record}
-        if scaler is not None:
-            state["scaler_state"] = scaler.state_dict()
+                 "progress": vars(progress).copy(), "rng": _rng_state(),
+                 "last_epoch_record": last_record}
+        if for_resume:
+            state["optimizer_state"] = optimizer.state_dict()
+            if scaler is not None:
+                state["scaler_state"] = scaler.state_dict()
         return state
 
     def save_last() -> None:
@@ -526,11 +530,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
             progress.skipped_steps = 0
             last_record = record
             if improved and dist.is_main:
-                # best.pt is for eval/predict/export: without the optimizer state (twice the
-                # model's size with Adam), which only last.pt needs, to resume.
-                best = {key: value for key, value in checkpoint_state().items()
-                        if key not in ("optimizer_state", "scaler_state")}
-                save_checkpoint(run_dir / "best.pt", best)
+                save_checkpoint(run_dir / "best.pt", checkpoint_state(for_resume=False))
             save_last()
             if dist.is_main:
                 append_jsonl(run_dir / "metrics.jsonl", record)

@@ -15,7 +15,7 @@ from rnnclf.data.text import Vocab
 from rnnclf.errors import RnnclfError
 from rnnclf.factory import build_model
 from rnnclf.io import atomic_torch_save
-from rnnclf.model import RNNClassifier
+from rnnclf.model import EnsembleClassifier, RNNClassifier
 
 FORMAT = "rnnclf-checkpoint"
 FORMAT_VERSION = 1
@@ -69,7 +69,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 @dataclass
 class LoadedModel:
-    model: RNNClassifier
+    model: RNNClassifier | EnsembleClassifier
     config: Config
     vocab: Vocab
     label_names: list[str]
@@ -86,7 +86,7 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     try:
         vocab = Vocab(list(payload["vocab"]))
         label_names = [str(name) for name in payload["label_names"]]
-        model = build_model(config.model, len(vocab), len(label_names))
+        model = build_classifier(config, len(vocab), len(label_names))
         model.load_state_dict(payload["model_state"])
     except RnnclfError:
         raise
@@ -96,6 +96,15 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
                           "the file is damaged or was edited") from None
     model.to(device).eval()
     return LoadedModel(model, config, vocab, label_names, payload)
+
+
+def build_classifier(config: Config, vocab_size: int, num_classes: int
+                     ) -> RNNClassifier | EnsembleClassifier:
+    """The model a checkpoint's config describes: one network, or `train.ensemble` of them."""
+    if config.train.ensemble == 1:
+        return build_model(config.model, vocab_size, num_classes)
+    return EnsembleClassifier([build_model(config.model, vocab_size, num_classes)
+                               for _ in range(config.train.ensemble)])
 
 
 def newest_run_checkpoint(runs_dir: Path, name: str = "best.pt") -> Path:

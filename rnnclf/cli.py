@@ -85,7 +85,8 @@ def train(
     """Train a classifier; writes runs/<name>/ (config.yaml, metrics.jsonl, best.pt, last.pt)."""
     from rnnclf.config import load_config, to_yaml
     from rnnclf.distributed import launch, session
-    from rnnclf.train import fit, load_resume_config
+    from rnnclf.ensemble import fit_ensemble, load_run_config
+    from rnnclf.train import fit
 
     config_path, overrides = _split_train_args(args or [])
     overrides += set_ or []
@@ -93,12 +94,16 @@ def train(
         if config_path is not None:
             raise RnnclfError("--resume continues a run with its saved config; drop the config "
                               "file argument")
-        config = load_resume_config(resume, overrides)
+        config = load_run_config(resume, overrides)
     else:
         config = load_config(config_path, overrides)
     if print_config:
         typer.echo(to_yaml(config), nl=False)
         return
+    ensemble = config.train.ensemble > 1
+    if ensemble and nproc > 1:
+        raise RnnclfError("train.ensemble trains its members one after another in one process; "
+                          "drop --nproc, or set train.ensemble=1")
     if nproc > 1:  # the config is valid: start the same command in nproc processes
         relaunched = ["train", *([str(config_path)] if config_path else [])]
         relaunched += [arg for override in overrides for arg in ("--set", override)]
@@ -106,7 +111,14 @@ def train(
             ["--overwrite"] if overwrite else [])
         raise typer.Exit(launch(nproc, relaunched))
     with session(config.train.device) as dist:
-        fit(config, overwrite=overwrite, resume_dir=resume, log=typer.echo, dist=dist)
+        if ensemble and dist.enabled:
+            raise RnnclfError("train.ensemble cannot run under torchrun; train it in one "
+                              "process, or set train.ensemble=1")
+        if ensemble:
+            fit_ensemble(config, overwrite=overwrite, resume_dir=resume, overrides=overrides,
+                         log=typer.echo)
+        else:
+            fit(config, overwrite=overwrite, resume_dir=resume, log=typer.echo, dist=dist)
 
 
 @app.command("eval")

@@ -136,6 +136,8 @@ class TrainConfig:
         2, "stop after this many epochs without a better val accuracy; 0 = never", min=0
     )
     seed: int = param(0, "seed of initialisation, shuffling and dropout", min=0)
+    ensemble: int = param(1, "train this many models one after another (seeds seed, "
+                          "seed+1000, ...) and average their probabilities", min=1, max=16)
     device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     num_threads: int = param(0, "CPU threads for torch; 0 = torch's default", min=0)
     precision: str = param("fp32", "training arithmetic: fp32, or bf16/fp16 autocast (fp16: CUDA "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from rnnclf.checkpoint import LoadedModel, load_model
 from rnnclf.data.text import PAD_INDEX, UNK_INDEX
 from rnnclf.errors import RnnclfError
 from rnnclf.io import atomic_write_bytes, write_json
-from rnnclf.model import RNNClassifier
+from rnnclf.model import EnsembleClassifier, RNNClassifier
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -144,6 +145,33 @@ class MaskedClassifier(nn.Module):
         return logits, logits.softmax(dim=1)
 
 
+class MaskedEnsemble(nn.Module):
+    """An ensemble checkpoint's members, exported; their probabilities averaged."""
+
+    def __init__(self, model: EnsembleClassifier, max_length: int) -> None:
+        super().__init__()
+        self.members = nn.ModuleList([MaskedClassifier(member, max_length)
+                                      for member in model.members])
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Same inputs and outputs as MaskedClassifier; logits are log mean probabilities."""
+        log_probabilities: list[torch.Tensor] = []
+        for member in self.members:  # a loop: TorchScript cannot comprehend a ModuleList
+            logits, _ = member(tokens, lengths)
+            log_probabilities.append(logits.log_softmax(dim=1))
+        stacked = torch.stack(log_probabilities)  # (K, B, C)
+        logits = torch.logsumexp(stacked, dim=0) - math.log(len(log_probabilities))
+        return logits, logits.softmax(dim=1)
+
+
+def exportable(model: RNNClassifier | EnsembleClassifier, max_length: int
+               ) -> MaskedClassifier | MaskedEnsemble:
+    if isinstance(model, EnsembleClassifier):
+        return MaskedEnsemble(model, max_length)
+    return MaskedClassifier(model, max_length)
+
+
 def metadata(loaded: LoadedModel, model_file: str, export_format: str) -> dict[str, Any]:
     """What a program needs to turn text into the exported model's inputs and read its outputs."""
     data = loaded.config.data
@@ -175,6 +203,7 @@ def metadata(loaded: LoadedModel, model_file: str, export_format: str) -> dict[s
         "unk_index": UNK_INDEX,
         "vocab": list(loaded.vocab.itos),
         "model": dict(vars(loaded.config.model)),
+        "ensemble": loaded.config.train.ensemble,  # > 1: logits are log mean probabilities
     }
 
 
@@ -186,7 +215,7 @@ def _example_inputs(vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return tokens, lengths
 
 
-def _onnx_bytes(module: MaskedClassifier, vocab_size: int) -> bytes:
+def _onnx_bytes(module: nn.Module, vocab_size: int) -> bytes:
     try:
         import onnx  # noqa: F401  (the exporter needs it; fail early with the install hint)
     except ImportError:
@@ -203,7 +232,7 @@ def _onnx_bytes(module: MaskedClassifier, vocab_size: int) -> bytes:
     return buffer.getvalue()
 
 
-def _torchscript_bytes(module: MaskedClassifier) -> bytes:
+def _torchscript_bytes(module: nn.Module) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit deprecation notices
@@ -227,7 +256,7 @@ def export_checkpoint(checkpoint: Path, export_format: str, output: Path | None 
     if not output.parent.is_dir():
         raise RnnclfError(f"folder {output.parent} does not exist; create it or choose another "
                           "--out")
-    module = MaskedClassifier(loaded.model, loaded.config.data.max_length).eval()
+    module = exportable(loaded.model, loaded.config.data.max_length).eval()
     with torch.no_grad():
         if export_format == "onnx":
             payload = _onnx_bytes(module, len(loaded.vocab))

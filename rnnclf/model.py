@@ -10,6 +10,8 @@ mode, no autograd, fp32) runs through rnnclf/cpu_inference.py (see `_inference_f
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -33,6 +35,25 @@ FUSED_GRU = True
 FUSED_GRU_MAX_POSITIONS = 12_288
 # On the CPU inference runs through rnnclf/cpu_inference.py (False: ATen's kernels).
 LEAN_INFERENCE = True
+
+
+class EnsembleClassifier(nn.Module):
+    """Several classifiers of one vocabulary and label set, averaged (`train.ensemble`).
+
+    Returns the log of the members' mean probability: softmax and argmax read it like logits
+    (softmax of it is that mean), and cross-entropy on it is the ensemble's own loss.
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        log_probabilities = torch.stack([member(tokens, lengths).float().log_softmax(dim=1)
+                                         for member in self.members])  # (K, B, C)
+        return torch.logsumexp(log_probabilities, dim=0) - math.log(len(self.members))
 
 
 class RNNClassifier(nn.Module):

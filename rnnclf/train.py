@@ -575,19 +575,28 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     return summary
 
 
+# The overrides `--resume` accepts: they change how a run goes on, not what it trains.
+RESUMABLE_KEYS = frozenset({"train.epochs", "train.device", "train.num_threads", "train.progress",
+                            "train.early_stopping_patience", "train.eval_batch_size",
+                            "train.tensorboard"})
+
+
 def load_resume_config(run_dir: Path, overrides: list[str]) -> Config:
     """The saved config of a run, with the few overrides that make sense when resuming."""
-    allowed = {"train.epochs", "train.device", "train.num_threads", "train.progress",
-               "train.early_stopping_patience", "train.eval_batch_size", "train.tensorboard"}
     if not (run_dir / "last.pt").is_file():
         raise RnnclfError(f"{run_dir} holds no last.pt to resume from; start a new run instead")
     payload = load_checkpoint(run_dir / "last.pt")
-    raw = payload["config"]
+    return from_saved_dict(resume_overrides_applied(payload["config"], overrides),
+                           source=f"{run_dir}/last.pt")
+
+
+def resume_overrides_applied(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`raw` (a saved config) with `overrides`, refusing any key `--resume` cannot change."""
     for text in overrides:
         key = text.partition("=")[0].strip()
-        if key not in allowed:
+        if key not in RESUMABLE_KEYS:
             raise RnnclfError(f"--resume keeps the run's config; {key} cannot change "
-                              f"(allowed: {', '.join(sorted(allowed))})")
+                              f"(allowed: {', '.join(sorted(RESUMABLE_KEYS))})")
     from rnnclf.config import apply_overrides
 
-    return from_saved_dict(apply_overrides(raw, overrides), source=f"{run_dir}/last.pt")
+    return apply_overrides(raw, overrides)

@@ -133,32 +133,34 @@ def _assemble(config: Config, run_dir: Path, members: list[Path], started: float
         "config": ensemble_config.to_dict(), "vocab": first["vocab"],
         "label_names": first["label_names"], "model_state": state,
         "members": [str(folder.name) for folder in members]})
+    member_records = [{"best_val_acc": float(payload["progress"]["best_val_acc"]),
+                       "best_epoch": int(payload["progress"]["best_epoch"])}
+                      for payload in payloads]
+    vocab_size = len(first["vocab"])
+    del state, payloads, first  # the weights live on in best.pt; peak memory counts here
     device = resolve_device(config.train.device)
     loaded = load_model(run_dir / "best.pt", device)
     data = prepare_training_data(config.data)
     val = evaluate(loaded.model, data.val, config.train.eval_batch_size,
                    config.data.max_length, device)
-    member_accuracies = [float(payload["progress"]["best_val_acc"]) for payload in payloads]
     summary = {
         "run_dir": str(run_dir), "ensemble": len(members),
         "best_val_acc": val["accuracy"], "val_loss": val["loss"],
         "members": [{"run_dir": str(folder), "seed": member_seed(config.train.seed, index + 1),
-                     "best_val_acc": accuracy,
-                     "best_epoch": int(payload["progress"]["best_epoch"])}
-                    for index, (folder, payload, accuracy)
-                    in enumerate(zip(members, payloads, member_accuracies))],
-        "parameters": count_parameters(loaded.model), "vocab_size": len(first["vocab"]),
+                     **record} for index, (folder, record) in enumerate(zip(members,
+                                                                             member_records))],
+        "parameters": count_parameters(loaded.model), "vocab_size": vocab_size,
         "train_rows": len(data.train), "val_rows": len(data.val),
         "seconds": time.perf_counter() - started,
     }
     write_json(run_dir / "summary.json", summary)
     freed = _remove_member_resume_states(members)
-    listed = ", ".join(f"{accuracy:.4f}" for accuracy in member_accuracies)
+    listed = ", ".join(f"{record['best_val_acc']:.4f}" for record in member_records)
     log(f"ensemble of {len(members)}: val accuracy {val['accuracy']:.4f} (members {listed}); "
         f"checkpoint {run_dir / 'best.pt'}")
     if freed:
-        log(f"removed the members' last.pt ({freed / 2**20:.0f} MiB of optimizer state): the "
-            "ensemble is complete")
+        log(f"removed the members' last.pt files ({freed / 2**20:.0f} MiB): best.pt holds "
+            "their weights")
     return summary
 
 

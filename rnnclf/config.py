@@ -133,8 +133,12 @@ class TrainConfig:
     batch_size: int = param(128, "training batch size", min=1)
     eval_batch_size: int = param(1024, "batch size for validation, eval and predict", min=1)
     early_stopping_patience: int = param(
-        2, "stop after this many epochs without a better val accuracy; 0 = never", min=0
+        2, "stop after this many epochs without a better val accuracy (or loss, see "
+        "select_by); 0 = never", min=0
     )
+    select_by: str = param("accuracy", "which val figure picks best.pt and drives early "
+                           "stopping: accuracy (higher), or loss (lower; smoother on a small "
+                           "val split)", choices=("accuracy", "loss"))
     seed: int = param(0, "seed of initialisation, shuffling and dropout", min=0)
     ensemble: int = param(1, "train this many models one after another (seeds seed, "
                           "seed+1000, ...) and average their probabilities", min=1, max=16)

@@ -98,7 +98,8 @@ class Progress:
     epoch: int = 0  # the epoch in progress (0-based)
     step_in_epoch: int = 0  # batches of that epoch already trained on
     global_step: int = 0
-    best_val_acc: float = -1.0
+    best_val_acc: float = -1.0  # val accuracy of the best epoch (chosen by train.select_by)
+    best_val_loss: float = float("inf")  # val loss of the best epoch
     best_epoch: int = -1
     epochs_without_improvement: int = 0
     skipped_steps: int = 0  # steps of this epoch skipped for a non-finite loss or gradient
@@ -518,9 +519,13 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
             if totals.seen == 0:
                 raise RunFailed(f"every step of epoch {record['epoch']} had a non-finite loss or "
                                 "gradient; lower optim.lr or set optim.grad_clip")
-            improved = val["accuracy"] > progress.best_val_acc
+            if config.train.select_by == "loss":
+                improved = val["loss"] < progress.best_val_loss
+            else:
+                improved = val["accuracy"] > progress.best_val_acc
             if improved:
                 progress.best_val_acc, progress.best_epoch = val["accuracy"], progress.epoch + 1
+                progress.best_val_loss = val["loss"]
                 progress.epochs_without_improvement = 0
             else:
                 progress.epochs_without_improvement += 1
@@ -544,7 +549,8 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
             if patience and progress.epochs_without_improvement >= patience:
                 stopped_early = progress.epoch < config.train.epochs
                 if stopped_early:
-                    log(f"early stop: no better val accuracy for {patience} epochs")
+                    log(f"early stop: no better val {config.train.select_by} for {patience} "
+                        "epochs")
                 break
             stop_now = stop.received is not None
             if dist.enabled:
@@ -570,8 +576,11 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         write_json(run_dir / "summary.json", summary)
         plots.try_plot(lambda: plots.plot_curves(summary["epochs"], run_dir / plots.CURVES,
                                                  run_dir.name), log)
-    log(f"best val accuracy {progress.best_val_acc:.4f} (epoch {progress.best_epoch}); "
-        f"checkpoint {run_dir / 'best.pt'}")
+    chosen_by = (f"best val loss {progress.best_val_loss:.4f} (accuracy "
+                 f"{progress.best_val_acc:.4f}, epoch {progress.best_epoch})"
+                 if config.train.select_by == "loss" else
+                 f"best val accuracy {progress.best_val_acc:.4f} (epoch {progress.best_epoch})")
+    log(f"{chosen_by}; checkpoint {run_dir / 'best.pt'}")
     return summary
 
 

@@ -122,6 +122,15 @@ def test_ensemble_through_the_cli_eval_predict_and_export(
     top_k = json.loads(result.stdout.splitlines()[0])["top_k"]
     assert math.isclose(sum(entry["probability"] for entry in top_k), 1.0, abs_tol=1e-5)
 
+    rows = tmp_path / "rows.csv"
+    rows.write_text('text\n"stocks fall as oil rises"\n"the team won"\n', encoding="utf-8")
+    result = run_cli(["predict", "--checkpoint", checkpoint, "--input", rows, "--output", "-"],
+                     capsys)
+    assert result.code == 0, result.stderr
+    predicted = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [row["text"] for row in predicted] == ["stocks fall as oil rises", "the team won"]
+    assert all(0.25 <= row["probability"] <= 1.0 for row in predicted)  # the top of 4 classes
+
     texts = ["stocks fall as oil rises", "the team won", "x"]
     predictions = Predictor(checkpoint, "cpu").predict(texts, top_k=4)
     labels = predictions[0].labels

@@ -13,7 +13,7 @@ from rnnclf import __version__
 from rnnclf.config import Config, from_saved_dict
 from rnnclf.data.text import Vocab
 from rnnclf.errors import RnnclfError
-from rnnclf.factory import build_model
+from rnnclf.factory import build_classifier
 from rnnclf.io import atomic_torch_save
 from rnnclf.model import EnsembleClassifier, RNNClassifier
 
@@ -96,15 +96,6 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
                           "the file is damaged or was edited") from None
     model.to(device).eval()
     return LoadedModel(model, config, vocab, label_names, payload)
-
-
-def build_classifier(config: Config, vocab_size: int, num_classes: int
-                     ) -> RNNClassifier | EnsembleClassifier:
-    """The model a checkpoint's config describes: one network, or `train.ensemble` of them."""
-    if config.train.ensemble == 1:
-        return build_model(config.model, vocab_size, num_classes)
-    return EnsembleClassifier([build_model(config.model, vocab_size, num_classes)
-                               for _ in range(config.train.ensemble)])
 
 
 def newest_run_checkpoint(runs_dir: Path, name: str = "best.pt") -> Path:

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from rnnclf.checkpoint import load_checkpoint, load_model, save_checkpoint
 from rnnclf.config import Config, from_dict, from_saved_dict, to_yaml
 from rnnclf.data.dataset import prepare_training_data, resolve_data_dir
@@ -54,8 +56,6 @@ def load_run_config(run_dir: Path, overrides: list[str]) -> Config:
 
 
 def _saved_ensemble_config(run_dir: Path, overrides: list[str]) -> Config | None:
-    import yaml
-
     try:
         raw = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from rnnclf.checkpoint import LoadedModel, load_model
 from rnnclf.data.text import PAD_INDEX, UNK_INDEX
 from rnnclf.errors import RnnclfError
 from rnnclf.io import atomic_write_bytes, write_json
-from rnnclf.model import EnsembleClassifier, RNNClassifier
+from rnnclf.model import EnsembleClassifier, RNNClassifier, log_mean_probability
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -156,12 +155,10 @@ class MaskedEnsemble(nn.Module):
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Same inputs and outputs as MaskedClassifier; logits are log mean probabilities."""
-        log_probabilities: list[torch.Tensor] = []
+        member_logits: list[torch.Tensor] = []
         for member in self.members:  # a loop: TorchScript cannot comprehend a ModuleList
-            logits, _ = member(tokens, lengths)
-            log_probabilities.append(logits.log_softmax(dim=1))
-        stacked = torch.stack(log_probabilities)  # (K, B, C)
-        logits = torch.logsumexp(stacked, dim=0) - math.log(len(log_probabilities))
+            member_logits.append(member(tokens, lengths)[0])
+        logits = log_mean_probability(member_logits)
         return logits, logits.softmax(dim=1)
 
 

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from rnnclf.config import ModelConfig, OptimConfig
-from rnnclf.model import RNNClassifier
+from rnnclf.config import Config, ModelConfig, OptimConfig
+from rnnclf.model import EnsembleClassifier, RNNClassifier
 from rnnclf.optimizers import OptimizerGroup
 
 
@@ -41,6 +41,15 @@ def build_model(config: ModelConfig, vocab_size: int, num_classes: int,
     if config.freeze_embeddings:
         model.embedding.weight.requires_grad_(False)
     return model
+
+
+def build_classifier(config: Config, vocab_size: int, num_classes: int
+                     ) -> RNNClassifier | EnsembleClassifier:
+    """The model a checkpoint's config describes: one network, or `train.ensemble` of them."""
+    if config.train.ensemble == 1:
+        return build_model(config.model, vocab_size, num_classes)
+    return EnsembleClassifier([build_model(config.model, vocab_size, num_classes)
+                               for _ in range(config.train.ensemble)])
 
 
 def build_optimizer(config: OptimConfig, model: nn.Module

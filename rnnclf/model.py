@@ -51,9 +51,13 @@ class EnsembleClassifier(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        log_probabilities = torch.stack([member(tokens, lengths).float().log_softmax(dim=1)
-                                         for member in self.members])  # (K, B, C)
-        return torch.logsumexp(log_probabilities, dim=0) - math.log(len(self.members))
+        return log_mean_probability([member(tokens, lengths).float() for member in self.members])
+
+
+def log_mean_probability(member_logits: list[torch.Tensor]) -> torch.Tensor:
+    """Members' logits, each (B, C) -> log of their mean softmax probability (B, C)."""
+    log_probabilities = torch.stack([logits.log_softmax(dim=1) for logits in member_logits])
+    return torch.logsumexp(log_probabilities, dim=0) - math.log(len(member_logits))
 
 
 class RNNClassifier(nn.Module):

@@ -21,6 +21,18 @@ def gru_weights(gru: nn.GRU) -> list[list[torch.Tensor]]:
     return [[getattr(gru, f"{name}_l0{suffix}") for name in
              ("weight_ih", "weight_hh", "bias_ih", "bias_hh")] for suffix in suffixes]
 
+def assert_matches_gru(gru: nn.GRU, inputs: torch.Tensor, leaf: torch.Tensor) -> None:
+    """fused_gru on time-major `inputs` gives nn.GRU's outputs and the same gradients for
+    `leaf` (the tensor `inputs` was made from) and every GRU parameter."""
+    reference = gru(inputs)[0]
+    fused = fused_gru(inputs.unsqueeze(0), gru_weights(gru))[0]
+    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+    expected = torch.autograd.grad(reference.sum(), [leaf, *gru.parameters()])
+    actual = torch.autograd.grad(fused.sum(), [leaf, *gru.parameters()])
+    for got, want in zip(actual, expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 
 def padded_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """7 texts of varied lengths (1 to 9 tokens), unsorted, zero-padded: tokens, lengths, labels."""
@@ -96,13 +108,7 @@ def test_buffers_reused_across_sizes_give_fresh_results() -> None:
     gru = nn.GRU(EMBEDDING, HIDDEN)
     for steps in (13, 4, 9):
         inputs = torch.randn(steps, 3, EMBEDDING, requires_grad=True)
-        reference = gru(inputs)[0]
-        fused = fused_gru(inputs.unsqueeze(0), gru_weights(gru))[0]
-        torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
-        expected = torch.autograd.grad(reference.sum(), [inputs, *gru.parameters()])
-        actual = torch.autograd.grad(fused.sum(), [inputs, *gru.parameters()])
-        for got, want in zip(actual, expected, strict=True):
-            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        assert_matches_gru(gru, inputs, leaf=inputs)
 
 
 @pytest.mark.parametrize(("bidirectional", "num_layers", "pooling"),
@@ -175,10 +181,4 @@ def test_non_contiguous_input() -> None:
     gru = nn.GRU(EMBEDDING, HIDDEN)
     batch_major = torch.randn(3, 5, EMBEDDING, requires_grad=True)  # (B, T, E)
     inputs = batch_major.transpose(0, 1)  # (T, B, E) view, not contiguous
-    reference = gru(inputs)[0]
-    fused = fused_gru(inputs.unsqueeze(0), gru_weights(gru))[0]
-    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
-    expected = torch.autograd.grad(reference.sum(), [batch_major, *gru.parameters()])
-    actual = torch.autograd.grad(fused.sum(), [batch_major, *gru.parameters()])
-    for got, want in zip(actual, expected, strict=True):
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert_matches_gru(gru, inputs, leaf=batch_major)

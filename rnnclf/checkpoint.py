@@ -99,8 +99,12 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
 
 
 def newest_run_checkpoint(runs_dir: Path, name: str = "best.pt") -> Path:
-    """`name` inside the most recently modified run folder under `runs_dir`."""
-    candidates = sorted(runs_dir.glob(f"*/{name}"), key=lambda p: p.stat().st_mtime) \
+    """`name` inside the most recently modified run folder under `runs_dir`.
+
+    Runs trained side by side can finish within one file-system clock tick; equal times fall
+    to the folder name, so the choice never depends on directory listing order."""
+    candidates = sorted(runs_dir.glob(f"*/{name}"),
+                        key=lambda p: (p.stat().st_mtime_ns, p.parent.name)) \
         if runs_dir.is_dir() else []
     if not candidates:
         raise RnnclfError(f"no run with a {name} under {runs_dir.resolve()}; train one first "

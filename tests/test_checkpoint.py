@@ -231,6 +231,16 @@ def test_newest_run_checkpoint_picks_the_latest(tmp_path: Path) -> None:
     assert newest_run_checkpoint(runs) == runs / "c" / "best.pt"
 
 
+def test_newest_run_checkpoint_breaks_ties_by_folder_name(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    stamp = time.time_ns()
+    for name in ("b", "c", "a"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "best.pt").write_bytes(b"x")
+        os.utime(runs / name / "best.pt", ns=(stamp, stamp))
+    assert newest_run_checkpoint(runs) == runs / "c" / "best.pt"
+
+
 def test_newest_run_checkpoint_without_runs(tmp_path: Path) -> None:
     for runs in (tmp_path / "missing", tmp_path):
         with pytest.raises(RnnclfError) as excinfo:

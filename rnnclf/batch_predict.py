@@ -175,14 +175,14 @@ class FileStats:
 def predict_file(checkpoint: Path, input_path: Path, output_path: Path,
                  text_fields: str | None = None, header: bool | None = None,
                  all_probabilities: bool = False, batch_size: int | None = None,
-                 chunk_rows: int = 16_384, device_name: str = "auto", progress: bool = True
-                 ) -> FileStats:
+                 chunk_rows: int = 16_384, device_name: str = "auto", progress: bool = True,
+                 precision: str = "fp32") -> FileStats:
     """Classify every row of `input_path`; write `output_path` with the prediction columns."""
     if not input_path.is_file():
         raise RnnclfError(f"--input {input_path} does not exist or is not a file")
     in_kind = file_format(input_path, "--input")
     out_kind = "jsonl" if str(output_path) == "-" else file_format(output_path, "--output")
-    predictor = Predictor(checkpoint, device_name)
+    predictor = Predictor(checkpoint, device_name, precision)
     trained = predictor.data_config
     own_data = trained.dataset in ("csv", "jsonl")
     fields = split_fields(text_fields or (trained.text_fields if own_data else "text"))
@@ -273,8 +273,9 @@ def _predict_chunk(predictor: Predictor, chunk: list[Record], text_of_record: An
     has_text = [bool(text) for text in texts]
     token_lists = [text_of(text[:char_limit], predictor.clean) for text in texts]
     split = encode_texts(token_lists, [0] * len(texts), predictor.vocab)
-    logits, _ = predict_split(predictor.model, split, batch_size, predictor.max_length,
-                              predictor.device)  # (N, C), in row order
+    with predictor.autocast():
+        logits, _ = predict_split(predictor.model, split, batch_size, predictor.max_length,
+                                  predictor.device)  # (N, C), in row order
     probabilities = logits.softmax(dim=1)
     best_values, best_indices = probabilities.max(dim=1)
     rows = probabilities.tolist()

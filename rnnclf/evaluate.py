@@ -16,7 +16,7 @@ from rnnclf.data.dataset import (
     prepare_eval_split,
     prepare_training_data,
 )
-from rnnclf.device import resolve_device
+from rnnclf.device import inference_autocast, resolve_device
 from rnnclf.io import write_json
 from rnnclf.metrics import classification_report
 from rnnclf.train import predict_split
@@ -24,11 +24,12 @@ from rnnclf.train import predict_split
 
 def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path | None = None,
                         device_name: str = "auto", batch_size: int | None = None,
-                        write: bool = True, log: Callable[[str], None] | None = None
-                        ) -> dict[str, Any]:
+                        write: bool = True, log: Callable[[str], None] | None = None,
+                        precision: str = "fp32") -> dict[str, Any]:
     """Metrics of `checkpoint` on `split` ("test" or "val") or on `data_file`; writes eval.json
     and, with matplotlib installed, the confusion matrix as confusion.png beside it."""
     device = resolve_device(device_name)
+    autocast = inference_autocast(precision, device)  # a wrong --precision fails first
     loaded = load_model(checkpoint, device)
     data_config = loaded.config.data
     skipped = 0
@@ -54,11 +55,12 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path |
         source = str(path)
         encoded, skipped = prepare_eval_split(data_config, loaded.vocab, path,
                                               label_names=loaded.label_names)
-    report = _report(loaded.model, encoded, loaded.label_names,
-                     batch_size or loaded.config.train.eval_batch_size,
-                     loaded.config.data.max_length, device)
+    with autocast:
+        report = _report(loaded.model, encoded, loaded.label_names,
+                         batch_size or loaded.config.train.eval_batch_size,
+                         loaded.config.data.max_length, device)
     report.update({"checkpoint": str(checkpoint), "split": "file" if data_file else split,
-                   "data": source, "skipped_rows": skipped})
+                   "data": source, "skipped_rows": skipped, "precision": precision})
     if write:
         name = "eval.json" if split == "test" and data_file is None else f"eval_{split}.json"
         if data_file is not None:

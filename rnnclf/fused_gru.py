@@ -192,7 +192,7 @@ _ONEDNN_LINEAR = _onednn_linear()
 def _linear(inputs: torch.Tensor, weight: torch.Tensor,
             bias: torch.Tensor | None = None) -> torch.Tensor:
     """inputs (N, K), weight (M, K), bias (M,) -> inputs @ weight^T + bias, (N, M)."""
-    if _ONEDNN_LINEAR is not None and inputs.dtype == torch.float32:
+    if _ONEDNN_LINEAR is not None and inputs.dtype in (torch.float32, torch.bfloat16):
         return _ONEDNN_LINEAR(inputs, weight, bias, "none", [], "")
     return inputs @ weight.t() if bias is None else torch.addmm(bias, inputs, weight.t())
 

@@ -221,11 +221,12 @@ class RNNClassifier(nn.Module):
 
     def _lean_inference(self, tokens: torch.Tensor) -> bool:
         """Whether `_inference_features` computes this batch: eval mode, without autograd, in
-        fp32 on the CPU."""
+        fp32 on the CPU, or under CPU autocast to bf16."""
         return (LEAN_INFERENCE and not self.training and not torch.is_grad_enabled()
                 and tokens.device.type == "cpu" and tokens.numel() > 0
                 and self.embedding.weight.dtype == torch.float32
-                and not torch.is_autocast_enabled("cpu"))
+                and (not torch.is_autocast_enabled("cpu")
+                     or torch.get_autocast_dtype("cpu") == torch.bfloat16))
 
     def _inference_features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """`_padded_forward`'s pooled features at CPU inference, through
@@ -248,6 +249,9 @@ class RNNClassifier(nn.Module):
         valid, reverse = _valid_and_reverse(lengths, width)
         active = (lengths.unsqueeze(1) > torch.arange(width)).sum(dim=0).tolist()  # per step
         suffixes = ("", "_reverse") if self.bidirectional else ("",)
+        # Under CPU autocast (bf16), the recurrent matmuls take bf16 operands as autocast's
+        # would; the first layer's per-token gate tables and all gate math stay fp32.
+        matmul_dtype = (torch.bfloat16 if torch.is_autocast_enabled("cpu") else torch.float32)
         layer_input = tokens  # (B, T) ids, later (T, B, D)
         for layer in range(rnn.num_layers):
             weights = [[getattr(rnn, f"{name}_l{layer}{suffix}")
@@ -265,7 +269,8 @@ class RNNClassifier(nn.Module):
                 sources = [layer_input, reverse_time(layer_input, reverse)][:len(suffixes)]
             top = layer + 1 == rnn.num_layers and self.pooling != "attention"
             pooling = {"mean": "sum"}.get(self.pooling, self.pooling) if top else "none"
-            states = [recurrent_layer(cell, source, active, pooling, *w)
+            states = [recurrent_layer(cell, source, active, pooling, *w,
+                                      matmul_dtype=matmul_dtype)
                       for source, w in zip(sources, weights, strict=True)]
             if top:  # (B, H) each
                 pooled = torch.cat(states, dim=1)  # (B, D)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 from rnnclf.checkpoint import load_model
 from rnnclf.data.batches import collate
 from rnnclf.data.dataset import encode_texts, text_of
-from rnnclf.device import resolve_device
+from rnnclf.device import inference_autocast, resolve_device
 from rnnclf.errors import RnnclfError
 
 # Texts beyond this many characters are cut before tokenizing: max_length tokens never need
@@ -27,8 +28,11 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, checkpoint: Path, device_name: str = "auto") -> None:
+    def __init__(self, checkpoint: Path, device_name: str = "auto",
+                 precision: str = "fp32") -> None:
         self.device = resolve_device(device_name)
+        inference_autocast(precision, self.device)  # a wrong --precision fails before loading
+        self.precision = precision
         loaded = load_model(checkpoint, self.device)
         self.model = loaded.model
         self.vocab = loaded.vocab
@@ -48,6 +52,10 @@ class Predictor:
             results.extend(self._predict_batch(texts[start:start + self.batch_size], top_k))
         return results
 
+    def autocast(self) -> AbstractContextManager:
+        """The arithmetic asked for (`--precision`), around each model call."""
+        return inference_autocast(self.precision, self.device)
+
     @torch.inference_mode()
     def _predict_batch(self, texts: list[str], top_k: int) -> list[Prediction]:
         char_limit = self.max_length * CHARS_PER_TOKEN_BOUND
@@ -56,7 +64,8 @@ class Predictor:
                      for text, tokens in zip(texts, token_lists)]
         split = encode_texts(token_lists, [0] * len(texts), self.vocab)
         batch = collate(split, torch.arange(len(texts)), self.max_length)
-        logits = self.model(batch.tokens.to(self.device), batch.lengths)
+        with self.autocast():
+            logits = self.model(batch.tokens.to(self.device), batch.lengths)
         probabilities = logits.float().softmax(dim=1).cpu()
         values, indices = probabilities.topk(top_k, dim=1)
         return [Prediction(text, [self.label_names[i] for i in row_indices.tolist()],

@@ -185,13 +185,28 @@ def model_flops_per_token(config: Config) -> float:
     return 3 * forward
 
 
-def matmul_gflops(size: int, repeats: int) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b  # warm up the BLAS
+def matmul_gflops(size: int, repeats: int, library: str = "torch",
+                  dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of a size^3 matmul: `torch` is torch.matmul (MKL on x86), `onednn` is the
+    oneDNN inner product rnnclf's CPU kernels call (rnnclf/fused_gru.py); on AMD CPUs MKL
+    takes no AVX-512 path, so the two differ by ~2x there."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    if library == "torch":
+        def multiply() -> torch.Tensor:
+            return a @ b
+    else:
+        from rnnclf.fused_gru import _ONEDNN_LINEAR
+
+        if _ONEDNN_LINEAR is None:
+            return float("nan")
+
+        def multiply() -> torch.Tensor:
+            return _ONEDNN_LINEAR(a, b, None, "none", [], "")
+    multiply()  # warm up the library
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        a @ b
+        multiply()
         times.append(time.perf_counter() - started)
     return 2 * size**3 / statistics.median(times) / 1e9
 
@@ -350,8 +365,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
     log("matmul bound ...")
-    gflops = matmul_gflops(settings.matmul_size, 7 if not args.smoke else 2)
-    report["matmul"] = {"size": settings.matmul_size, "gflops": gflops}
+    matmul_repeats = 7 if not args.smoke else 2
+    gflops = matmul_gflops(settings.matmul_size, matmul_repeats)
+    onednn_gflops = matmul_gflops(settings.matmul_size, matmul_repeats, "onednn")
+    report["matmul"] = {
+        "size": settings.matmul_size, "gflops": gflops, "onednn_fp32_gflops": onednn_gflops,
+        "onednn_bf16_gflops": matmul_gflops(settings.matmul_size, matmul_repeats, "onednn",
+                                            torch.bfloat16)}
 
     log("preprocessing ...")
     cache_dir = Path(tempfile.mkdtemp(dir=args.workdir))  # empty: the first run starts cold
@@ -392,13 +412,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         inference_split = data.train.subset(torch.arange(min(settings.inference_rows,
                                                              len(data.train))))
-        inference = []
+        # fp32 (the default) and `--precision bf16`, interleaved.
+        inference: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(max(2, settings.repeats // 2)):
-            began = time.perf_counter()
-            predict_split(runner.model, inference_split, config.train.eval_batch_size,
-                          config.data.max_length, torch.device("cpu"))
-            inference.append(len(inference_split) / (time.perf_counter() - began))
-        inference_rate = statistics.median(inference)
+            for low in (False, True):
+                began = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+                    predict_split(runner.model, inference_split, config.train.eval_batch_size,
+                                  config.data.max_length, torch.device("cpu"))
+                inference[low].append(len(inference_split) / (time.perf_counter() - began))
+        inference_rate = statistics.median(inference[False])
+        inference_bf16 = statistics.median(inference[True])
         rows.append({
             "name": name, "cell": config.model.cell, "bidirectional": config.model.bidirectional,
             "embedding_dim": config.model.embedding_dim, "hidden_size": config.model.hidden_size,
@@ -411,8 +435,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "speedup_repeats": ratios,
             "train_gflops": train_tokens * flops / 1e9,
             "fraction_of_matmul": train_tokens * flops / 1e9 / gflops,
+            "fraction_of_onednn_matmul": train_tokens * flops / 1e9 / onednn_gflops,
             "inference_samples_s": inference_rate,
             "inference_over_train": inference_rate / train_samples,
+            "inference_bf16_samples_s": inference_bf16,
+            "inference_bf16_over_train": inference_bf16 / train_samples,
             "eval_batch_size": config.train.eval_batch_size,
         })
     report["training"] = rows
@@ -431,15 +458,22 @@ def format_report(report: dict[str, Any]) -> str:
              f"{report['load_average_after'][0]:.2f} after, {report['seconds']:.0f} s",
              f"data {report['data']}: vocabulary {report['vocab_size']}, mean "
              f"{report['mean_tokens']:.1f} tokens/text",
-             f"fp32 matmul {report['matmul']['size']}^3: {report['matmul']['gflops']:.1f} GFLOP/s",
+             f"matmul {report['matmul']['size']}^3: fp32 torch.matmul "
+             f"{report['matmul']['gflops']:.1f} GFLOP/s (\"bound\"), fp32 oneDNN "
+             f"{report['matmul']['onednn_fp32_gflops']:.1f} (\"1dnn\"), bf16 oneDNN "
+             f"{report['matmul']['onednn_bf16_gflops']:.1f}",
              "",
              f"{'model':<18}{'train/s':>9}{'tokens/s':>10}{'naive/s':>9}{'x naive':>9}"
-             f"{'GFLOP/s':>9}{'bound':>7}{'infer/s':>10}{'x train':>9}"]
+             f"{'GFLOP/s':>9}{'bound':>7}{'1dnn':>6}{'infer/s':>10}{'x train':>9}"
+             f"{'bf16/s':>9}{'x train':>9}"]
     for row in report["training"]:
         lines.append(f"{row['name']:<18}{row['train_samples_s']:>9.0f}{row['train_tokens_s']:>10.0f}"
                      f"{row['naive_samples_s']:>9.0f}{row['speedup_vs_naive']:>9.2f}"
                      f"{row['train_gflops']:>9.1f}{row['fraction_of_matmul']:>7.0%}"
-                     f"{row['inference_samples_s']:>10.0f}{row['inference_over_train']:>9.1f}")
+                     f"{row['fraction_of_onednn_matmul']:>6.0%}"
+                     f"{row['inference_samples_s']:>10.0f}{row['inference_over_train']:>9.1f}"
+                     f"{row['inference_bf16_samples_s']:>9.0f}"
+                     f"{row['inference_bf16_over_train']:>9.1f}")
     prep, memory = report["preprocessing"], report["memory"]
     lines += ["",
               f"preprocessing train+test: first run {prep['first_s']:.2f} s, "

@@ -210,6 +210,26 @@ def test_eval_default_is_the_newest_run(world: World) -> None:
     assert Path(report["checkpoint"]) == newest and 0.7 <= report["accuracy"] <= 1
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_eval_and_predict_in_bf16(world: World, cell: str, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """--precision bf16 reports itself and lands where fp32 does, within bf16 rounding."""
+    best = str(world.best(cell))
+    exact = json.loads(ok(run_main(monkeypatch, capsys, "eval", best, "--json")).stdout)
+    low = json.loads(ok(run_main(monkeypatch, capsys, "eval", best, "--json",
+                                 "--precision", "bf16")).stdout)
+    assert (exact["precision"], low["precision"]) == ("fp32", "bf16")
+    assert abs(low["accuracy"] - exact["accuracy"]) <= 0.025  # at most 2 of 80 rows
+    texts = list(CLASS_TEXTS.values())
+    exact_lines = ok(run_main(monkeypatch, capsys, "predict", "-c", best, "--json",
+                              *texts)).stdout.splitlines()
+    low_lines = ok(run_main(monkeypatch, capsys, "predict", "-c", best, "--json",
+                            "--precision", "bf16", *texts)).stdout.splitlines()
+    for exact_line, low_line in zip(exact_lines, low_lines, strict=True):
+        exact_row, low_row = json.loads(exact_line), json.loads(low_line)
+        assert abs(exact_row["probability"] - low_row["probability"]) < 0.02
+
+
 def test_eval_on_another_file(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                               capsys: pytest.CaptureFixture[str]) -> None:
     other = tmp_path / "other.csv"
@@ -380,6 +400,9 @@ def test_error_eval_of_a_non_checkpoint(tmp_path: Path, tiny_agnews: Path) -> No
     (["predict", "-c", "BEST", "fine", "   "], "text 2 is empty"),
     (["predict", "-c", "BEST", "-"], "no text to classify"),
     (["predict", "-c", "missing.pt", "text"], "does not exist"),
+    (["eval", "BEST", "--precision", "int8"], "--precision 'int8' is not allowed"),
+    (["eval", "BEST", "--precision", "fp16", "--device", "cpu"], "fp16 needs a CUDA device"),
+    (["predict", "-c", "BEST", "--precision", "fp64", "text"], "use fp32, bf16, fp16"),
 ])
 def test_user_errors_in_process(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str], args: list[str],

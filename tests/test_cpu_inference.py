@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import rnnclf.model
+from rnnclf import cpu_inference
 from rnnclf.data.dataset import EncodedSplit
 from rnnclf.model import CELLS, POOLINGS, RNNClassifier
 from rnnclf.train import predict_split
@@ -113,3 +114,28 @@ def test_predict_split_is_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rnnclf.model, "LEAN_INFERENCE", True)
     lean, _ = predict_split(model, split, 8, 12, torch.device("cpu"))
     torch.testing.assert_close(lean, reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("cell", "pooling"), list(itertools.product(CELLS, POOLINGS)))
+def test_bf16_autocast_keeps_the_inference_path_with_bf16_matmuls(
+        cell: str, pooling: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under CPU autocast to bf16 the lean path still runs; its per-step recurrent matmuls take
+    bf16 operands (the gate math stays fp32), and the logits stay within bf16 rounding of fp32."""
+    torch.manual_seed(0)
+    model = RNNClassifier(VOCAB, 3, EMBEDDING, cell, HIDDEN, num_layers=2, bidirectional=True,
+                          pooling=pooling, ngram_order=2, ngram_buckets=31, ngram_dim=4).eval()
+    tokens, lengths = padded_batch()
+    reference = logits(model, tokens, lengths, True, monkeypatch)
+    operand_dtypes: list[torch.dtype] = []
+    original = cpu_inference._linear
+
+    def recorded(inputs: torch.Tensor, *args: torch.Tensor | None) -> torch.Tensor:
+        operand_dtypes.append(inputs.dtype)
+        return original(inputs, *args)
+
+    monkeypatch.setattr(cpu_inference, "_linear", recorded)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = logits(model, tokens, lengths, True, monkeypatch).float()
+    assert torch.bfloat16 in operand_dtypes  # the lean path ran, with bf16 matmuls
+    assert operand_dtypes.count(torch.float32) == 2  # only layer 1's per-token gate tables
+    torch.testing.assert_close(low, reference, atol=3e-2, rtol=3e-2)

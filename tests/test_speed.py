@@ -400,9 +400,11 @@ def test_bench_smoke_run_reports_every_measurement(tmp_path: Path) -> None:
     assert any("default" in name for name in names)
     for row in report["training"]:
         for key in ("train_samples_s", "naive_samples_s", "speedup_vs_naive",
-                    "fraction_of_matmul", "inference_samples_s"):
+                    "fraction_of_matmul", "fraction_of_onednn_matmul", "inference_samples_s",
+                    "inference_bf16_samples_s", "inference_bf16_over_train"):
             assert row[key] > 0, key
-    assert report["matmul"]["gflops"] > 0
+    for key in ("gflops", "onednn_fp32_gflops", "onednn_bf16_gflops"):
+        assert report["matmul"][key] > 0, key
     assert report["preprocessing"]["first_s"] > report["preprocessing"]["cached_s"] > 0
     assert report["memory"]["peak_rss_mib"] > 50
 

@@ -318,8 +318,13 @@ def peak_memory_mib(args: argparse.Namespace) -> dict[str, float]:
     if result.returncode != 0:
         raise SystemExit(f"memory child failed:\n{result.stderr[-2000:]}")
     child = json.loads(result.stdout.strip().splitlines()[-1])
+    # ru_maxrss of a child counts the forked copy of this process before its exec (Linux
+    # keeps the old image's high-water mark), so it reported the bench's own size, ~1.6 GiB,
+    # not the training's ~1.1. The child's VmHWM starts at its exec; ru_maxrss is the fallback
+    # where /proc is missing.
     max_rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
-    return {"peak_rss_mib": max_rss_kib / 1024, "vm_hwm_mib": child["vm_hwm_kib"] / 1024}
+    peak_kib = child["vm_hwm_kib"] or max_rss_kib
+    return {"peak_rss_mib": peak_kib / 1024, "children_max_rss_mib": max_rss_kib / 1024}
 
 
 def smoke_data(folder: Path) -> tuple[Path, Path]:

@@ -37,20 +37,40 @@ class FusedGRU(torch.autograd.Function):
 
     inputs (D, T, B, E), weight_ih (D, 3H, E), weight_hh (D, 3H, H), bias_ih / bias_hh (D, 3H)
     -> states (D, T, B, H).
+
+    matmul_dtype bfloat16 (under CPU autocast) gives every matmul bf16 operands, as autocast
+    would; states, gates, their math and all gradients stay in the inputs' dtype.
     """
 
     @staticmethod
     def forward(ctx: Any, inputs: torch.Tensor, weight_ih: torch.Tensor,
                 weight_hh: torch.Tensor, bias_ih: torch.Tensor,
-                bias_hh: torch.Tensor) -> torch.Tensor:
+                bias_hh: torch.Tensor, matmul_dtype: torch.dtype) -> torch.Tensor:
         directions, steps, batch, features = inputs.shape
         hidden = weight_hh.size(2)
+        low = matmul_dtype != inputs.dtype
+        # The matmuls' operands: the inputs themselves, or bf16 copies made once.
+        inputs_mm, weight_ih_mm, weight_hh_mm = (
+            (inputs.to(matmul_dtype), weight_ih.to(matmul_dtype), weight_hh.to(matmul_dtype))
+            if low else (inputs, weight_ih, weight_hh))
         # Input part of the gates for all steps at once, bias folded in: (D, T, B, 3H).
         input_gates = _scratch("rows", (directions, steps, batch, 3 * hidden), inputs)
-        torch.stack([_linear(inputs[d].reshape(-1, features), weight_ih[d], bias_ih[d])
-                     for d in range(directions)], out=input_gates.view(directions, -1, 3 * hidden))
-        # Hidden part W_h h_{t-1} + b_h, time-major so each step writes one contiguous block.
-        hidden_gates = _scratch("columns", (steps, directions, batch, 3 * hidden), inputs)
+        input_products = [_linear(inputs_mm[d].reshape(-1, features), weight_ih_mm[d], bias_ih[d])
+                          for d in range(directions)]
+        flat_input_gates = input_gates.view(directions, -1, 3 * hidden)
+        if low:  # stack cannot cast
+            for d, product in enumerate(input_products):
+                flat_input_gates[d].copy_(product)
+        else:
+            torch.stack(input_products, out=flat_input_gates)
+        del input_products
+        # Hidden part W_h h_{t-1} + b_h, time-major so each step writes one contiguous block
+        # (in the matmuls' dtype: the gate math below reads it as it is).
+        hidden_gates = _scratch("columns", (steps, directions, batch, 3 * hidden),
+                                weight_hh_mm)
+        # The previous state as a matmul operand: a bf16 copy of both directions per step.
+        h_operand = inputs.new_empty(directions, batch, hidden, dtype=matmul_dtype) if low \
+            else None
         # Saved for the backward: r, z (after the sigmoid), r * (W_hn h + b_hn), n.
         rz = inputs.new_empty(directions, steps, batch, 2 * hidden)
         reset_hidden = inputs.new_empty(directions, steps, batch, hidden)
@@ -64,10 +84,14 @@ class FusedGRU(torch.autograd.Function):
         h_by_direction = [states[d].unbind(0) for d in range(directions)]
         rz_all, r, z = rz.unbind(1), rz[..., :hidden].unbind(1), rz[..., hidden:].unbind(1)
         n_all, reset_hidden_all = n.unbind(1), reset_hidden.unbind(1)
-        step_weights = list(zip(weight_hh.unbind(0), bias_hh.unbind(0), strict=True))
+        step_weights = list(zip(weight_hh_mm.unbind(0), bias_hh.unbind(0), strict=True))
         for t in range(steps):
-            torch.stack([_linear(h[t], weight, bias)
-                         for h, (weight, bias) in zip(h_by_direction, step_weights, strict=True)],
+            if h_operand is not None:
+                previous = h_operand.copy_(states[:, t]).unbind(0)
+            else:
+                previous = [h[t] for h in h_by_direction]
+            torch.stack([_linear(h, weight, bias)
+                         for h, (weight, bias) in zip(previous, step_weights, strict=True)],
                         out=h_gates[t])  # (D, B, 3H)
             torch.add(x_rz[t], h_rz[t], out=rz_all[t]).sigmoid_()
             # tanh(a) = 2 sigmoid(2a) - 1: ATen's CPU tanh is ~15x slower than its sigmoid.
@@ -75,24 +99,26 @@ class FusedGRU(torch.autograd.Function):
             torch.add(x_n[t], reset_hidden_all[t], out=n_all[t]).mul_(2).sigmoid_()
             n_all[t].mul_(2).sub_(1)
             torch.lerp(n_all[t], h_all[t], z[t], out=h_all[t + 1])  # n + z (h - n)
-        ctx.save_for_backward(inputs, weight_ih, weight_hh)
+        ctx.save_for_backward(inputs_mm, weight_ih_mm, weight_hh_mm)
         ctx.saved = rz, reset_hidden, n, states
         return states[:, 1:]
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_states: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        inputs, weight_ih, weight_hh = ctx.saved_tensors
+        inputs, weight_ih, weight_hh = ctx.saved_tensors  # in the matmuls' dtype
         rz, reset_hidden, n, states = ctx.saved
         directions, steps, batch, hidden = grad_states.shape
+        matmul_dtype, exact = inputs.dtype, states.dtype
+        low = matmul_dtype != exact
         r, z = rz[..., :hidden], rz[..., hidden:]  # (D, T, B, H) each
         # Gradient of the gate pre-activations per unit dh_t, for all steps at once; the loop
         # below then scales each step by its dh_t in place. Order [n input part, r, z, n hidden
         # part]: then [:3H] is the input-gate gradient (gates n, r, z) and [H:] the hidden-gate
         # gradient (gates r, z, n), both without a copy.
-        grad_gates = _scratch("grad_gates", (directions, steps, batch, 4, hidden), inputs)
+        grad_gates = _scratch("grad_gates", (directions, steps, batch, 4, hidden), states)
         grad_n, grad_r, grad_z, grad_hidden_n = grad_gates.unbind(3)  # (D, T, B, H) each
-        grad_h = _scratch("grad_h", grad_states.shape, inputs)  # (D, T, B, H): total dh_t
+        grad_h = _scratch("grad_h", grad_states.shape, states)  # (D, T, B, H): total dh_t
         # Without temporaries of their own: grad_z holds 1 - z and grad_h holds h' - n until
         # they are needed for their real contents.
         one_minus_z = torch.sub(1, z, out=grad_z)
@@ -112,43 +138,54 @@ class FusedGRU(torch.autograd.Function):
         g_h_by_direction = [grad_h[d].unbind(0) for d in range(directions)]
         g_hidden_by_direction = [flat_gates[d, ..., hidden:].unbind(0) for d in range(directions)]
         weight_hh_t = [weight.t() for weight in weight_hh.unbind(0)]  # (H, 3H): x @ W_hh
+        # The hidden-gate gradient as a matmul operand: a bf16 copy of both directions per step.
+        g_operand = grad_states.new_empty(directions, batch, 3 * hidden, dtype=matmul_dtype) \
+            if low else None
         for t in range(steps - 1, -1, -1):
             g_gates[t].mul_(g_h[t].unsqueeze(2))  # (D, B, 4, H)
             if t == 0:
                 break
             torch.addcmul(g_out[t - 1], g_h[t], z_all[t], out=g_h[t - 1])
+            if g_operand is not None:
+                hidden_gradients = g_operand.copy_(flat_gates[:, t, :, hidden:]).unbind(0)
+            else:
+                hidden_gradients = [g[t] for g in g_hidden_by_direction]
             for d in range(directions):
-                g_h_by_direction[d][t - 1].add_(_linear(g_hidden_by_direction[d][t],
-                                                        weight_hh_t[d]))
+                g_h_by_direction[d][t - 1].add_(_linear(hidden_gradients[d], weight_hh_t[d]))
         # Everything else is one big matmul (or sum) per direction over all steps. oneDNN wants
         # contiguous operands (it copies others itself, into fresh memory), and the weight
         # gradients want the gate gradients transposed: copies (D, T*B, 3H) and (D, 3H, T*B).
+        # (In bf16 the copies are the casts; products come back to the exact dtype.)
         flat_gates = flat_gates.view(directions, steps * batch, 4 * hidden)
-        rows, columns = _contiguous_copies(flat_gates[..., :3 * hidden])  # gates n, r, z
+        rows, columns = _contiguous_copies(flat_gates[..., :3 * hidden], matmul_dtype)  # n, r, z
         grad_inputs = None
         if ctx.needs_input_grad[0]:  # not when the embedding is frozen
             weight_ih_nrz = weight_ih.roll(hidden, dims=1)  # rows n, r, z
             grad_inputs = torch.stack([_linear(rows[d], weight_ih_nrz[d].t())
-                                       for d in range(directions)]).view_as(inputs)
+                                       for d in range(directions)]).view(inputs.shape)
+            grad_inputs = grad_inputs.to(exact)
         flat_inputs = inputs.reshape(directions, steps * batch, -1)
         grad_weight_ih = torch.stack([_linear(columns[d], flat_inputs[d].t())
-                                      for d in range(directions)]).roll(-hidden, dims=1)
-        grad_bias_ih = columns.sum(2).roll(-hidden, dims=1)
-        rows, columns = _contiguous_copies(flat_gates[..., hidden:])  # gates r, z, n
-        previous = states[:, :-1].reshape(directions, steps * batch, hidden)
+                                      for d in range(directions)]).to(exact).roll(-hidden, dims=1)
+        grad_bias_ih = columns.sum(2, dtype=exact).roll(-hidden, dims=1)
+        rows, columns = _contiguous_copies(flat_gates[..., hidden:], matmul_dtype)  # r, z, n
+        previous = states[:, :-1].reshape(directions, steps * batch, hidden).to(matmul_dtype)
         grad_weight_hh = torch.stack([_linear(columns[d], previous[d].t())
-                                      for d in range(directions)])
-        return grad_inputs, grad_weight_ih, grad_weight_hh, grad_bias_ih, columns.sum(2)
+                                      for d in range(directions)]).to(exact)
+        return (grad_inputs, grad_weight_ih, grad_weight_hh, grad_bias_ih,
+                columns.sum(2, dtype=exact), None)
 
 
-def _contiguous_copies(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """values (D, N, M) with strided rows -> contiguous scratch copies (D, N, M) and (D, M, N),
-    valid until the next call.
+def _contiguous_copies(values: torch.Tensor, dtype: torch.dtype
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """values (D, N, M) with strided rows -> contiguous scratch copies (D, N, M) and (D, M, N)
+    in `dtype`, valid until the next call.
 
     In two steps, one matrix at a time: ATen's transposing copy was ~6x slower from strided rows.
     """
-    rows = _scratch("rows", values.shape, values).copy_(values)
-    columns = _scratch("columns", (values.size(0), values.size(2), values.size(1)), values)
+    like = values if dtype == values.dtype else values.new_empty(0, dtype=dtype)
+    rows = _scratch("rows", values.shape, like).copy_(values)
+    columns = _scratch("columns", (values.size(0), values.size(2), values.size(1)), like)
     for matrix, transposed in zip(rows, columns, strict=True):
         transposed.copy_(matrix.t())
     return rows, columns
@@ -197,11 +234,13 @@ def _linear(inputs: torch.Tensor, weight: torch.Tensor,
     return inputs @ weight.t() if bias is None else torch.addmm(bias, inputs, weight.t())
 
 
-def fused_gru(inputs: torch.Tensor, weights: list[list[torch.Tensor]]) -> torch.Tensor:
+def fused_gru(inputs: torch.Tensor, weights: list[list[torch.Tensor]],
+              matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
     """inputs (D, T, B, E); weights: per direction [weight_ih, weight_hh, bias_ih, bias_hh]
-    -> states (D, T, B, H)."""
+    -> states (D, T, B, H). matmul_dtype: the matmuls' operands (default: the inputs' dtype;
+    bfloat16 as under CPU autocast)."""
     stacked = [torch.stack(group) for group in zip(*weights, strict=True)]
-    return FusedGRU.apply(inputs, *stacked)
+    return FusedGRU.apply(inputs, *stacked, matmul_dtype or inputs.dtype)
 
 
 def release_scratch() -> None:

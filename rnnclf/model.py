@@ -158,8 +158,8 @@ class RNNClassifier(nn.Module):
         valid positions: the forward direction never sees padding before a text ends, and the
         backward direction reads each text reversed in place (padding stays at the end).
         Padded positions are masked out of the pooling, so they get no gradient.
-        A GRU that trains in fp32/fp64 runs both directions of a layer through `fused_gru`
-        (same results, faster backward). Inference in fp32 goes to `_inference_features`.
+        A GRU that trains in fp32/fp64, or under CPU autocast to bf16, runs both directions of
+        a layer through `fused_gru` (same results, faster backward). Inference in fp32 goes to `_inference_features`.
         """
         batch, width, _ = embedded.shape
         valid, reverse = _valid_and_reverse(lengths, width)
@@ -168,8 +168,10 @@ class RNNClassifier(nn.Module):
         rnn = self.rnn
         kernel = _KERNELS[type(rnn)]
         directions = ("", "_reverse") if self.bidirectional else ("",)
+        autocast = torch.is_autocast_enabled("cpu")
         fused = (FUSED_GRU and isinstance(rnn, nn.GRU) and embedded.device.type == "cpu"
-                 and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+                 and torch.is_grad_enabled()
+                 and (not autocast or torch.get_autocast_dtype("cpu") == torch.bfloat16)
                  and embedded.dtype in (torch.float32, torch.float64)
                  and batch * width <= FUSED_GRU_MAX_POSITIONS)
         layer_input = embedded  # (B, T, E), later (B, T, D)
@@ -177,7 +179,8 @@ class RNNClassifier(nn.Module):
             if layer > 0 and rnn.dropout > 0:
                 layer_input = nn.functional.dropout(layer_input, rnn.dropout, self.training)
             if fused:
-                layer_input = self._fused_gru_layer(layer_input, layer, reverse)
+                layer_input = self._fused_gru_layer(layer_input, layer, reverse,
+                                                    torch.bfloat16 if autocast else None)
                 continue
             outputs = []
             for suffix in directions:
@@ -203,9 +206,10 @@ class RNNClassifier(nn.Module):
         hidden = rnn.hidden_size
         return torch.cat([final[:, :hidden], states[:, 0, hidden:]], dim=1)  # (B, 2H)
 
-    def _fused_gru_layer(self, layer_input: torch.Tensor, layer: int,
-                         reverse: torch.Tensor) -> torch.Tensor:
-        """One GRU layer, all directions in one `fused_gru` pass: (B, T, E) -> (B, T, D)."""
+    def _fused_gru_layer(self, layer_input: torch.Tensor, layer: int, reverse: torch.Tensor,
+                         matmul_dtype: torch.dtype | None) -> torch.Tensor:
+        """One GRU layer, all directions in one `fused_gru` pass: (B, T, E) -> (B, T, D);
+        matmul_dtype bfloat16 under CPU autocast (gate math and states stay fp32)."""
         suffixes = ("", "_reverse") if self.bidirectional else ("",)
         weights = [[getattr(self.rnn, f"{name}_l{layer}{suffix}")
                     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
@@ -214,7 +218,7 @@ class RNNClassifier(nn.Module):
         if self.bidirectional:
             sources.append(_gather_time(layer_input, reverse))
         inputs = torch.stack([source.transpose(0, 1) for source in sources])  # (dirs, T, B, E)
-        states = fused_gru(inputs, weights).transpose(1, 2)  # (dirs, B, T, H)
+        states = fused_gru(inputs, weights, matmul_dtype).transpose(1, 2)  # (dirs, B, T, H)
         if not self.bidirectional:
             return states[0]
         return torch.cat([states[0], _gather_time(states[1], reverse)], dim=2)  # (B, T, 2H)

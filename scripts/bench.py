@@ -243,6 +243,12 @@ def bench_configs(settings: Settings) -> list[tuple[str, Config]]:
     sparse = copy.deepcopy(configs[5][1])  # bi-GRU with optim.sparse_embedding=true
     sparse.optim.sparse_embedding = True
     configs.append(("gru-bi sparse-emb", sparse))
+    # train.precision=bf16 (CPU autocast; the bound columns stay fp32 rates, so read its
+    # GFLOP/s against the bf16 matmul rate printed above).
+    for index, name in ((5, "gru-bi bf16"), (len(configs) - 2, "default bf16")):
+        low = copy.deepcopy(configs[index][1])
+        low.train.precision = "bf16"
+        configs.append((name, low))
     if settings is SMOKE:
         default.model.ngram_buckets = 1024
     for _, config in configs:

@@ -158,8 +158,9 @@ class RNNClassifier(nn.Module):
         valid positions: the forward direction never sees padding before a text ends, and the
         backward direction reads each text reversed in place (padding stays at the end).
         Padded positions are masked out of the pooling, so they get no gradient.
-        A GRU that trains in fp32/fp64, or under CPU autocast to bf16, runs both directions of
-        a layer through `fused_gru` (same results, faster backward). Inference in fp32 goes to `_inference_features`.
+        A GRU that trains in fp32/fp64, or fp32 under CPU autocast to bf16, runs both
+        directions of a layer through `fused_gru` (same results, faster backward). Inference
+        in fp32 (or bf16 autocast) goes to `_inference_features`.
         """
         batch, width, _ = embedded.shape
         valid, reverse = _valid_and_reverse(lengths, width)
@@ -171,8 +172,9 @@ class RNNClassifier(nn.Module):
         autocast = torch.is_autocast_enabled("cpu")
         fused = (FUSED_GRU and isinstance(rnn, nn.GRU) and embedded.device.type == "cpu"
                  and torch.is_grad_enabled()
+                 and (embedded.dtype == torch.float32 if autocast else
+                      embedded.dtype in (torch.float32, torch.float64))
                  and (not autocast or torch.get_autocast_dtype("cpu") == torch.bfloat16)
-                 and embedded.dtype in (torch.float32, torch.float64)
                  and batch * width <= FUSED_GRU_MAX_POSITIONS)
         layer_input = embedded  # (B, T, E), later (B, T, D)
         for layer in range(rnn.num_layers):

@@ -1,12 +1,14 @@
 """Training speed with and without the fused CPU GRU, through bench.py's own rnnclf runner.
 
     python scripts/fused_gru_ab.py [--data PATH/train_subset.csv] [--threads 1] [--repeats 5]
+                                   [--precision fp32|bf16]
 
 For the bench's gru-bi and default rows: the same 24 random AG News batches trained by rnnclf's
 `train_one_epoch`, with `rnnclf.model.FUSED_GRU` off and on in turn (A B A B ...), on one model.
 Prints the median samples per wall second and per CPU second of each, GFLOP/s counted as bench.py
 counts them (per real token) and their share of the fp32 2048^3 matmul rate ("bound"), measured
-before and after.
+before and after. `--precision bf16` trains both under CPU autocast (ATen's kernel in bf16
+against the fused layer with bf16 matmuls).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=bench.DEFAULT_DATA)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cache = Path(tempfile.mkdtemp(prefix="rnnclf-gru-ab-"))
@@ -47,6 +50,7 @@ def main() -> None:
     lines = []
     for name in ("gru-bi", "default"):
         config = configs[name]
+        config.train.precision = args.precision
         runner = bench.RnnclfRunner(config, data, settings, seed=0)
         runner.warm_up()
         rates: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SHARED_DATA ?= ../shared/data/ag_news
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install test test-fast train bench lint format clean
+.PHONY: install test test-fast train bench gpu-bench lint format clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ train:  ## the default experiment on the shared AG News files (or downloads AG N
 
 bench:  ## speed on this machine vs a naive loop (docs/benchmarks.md; ARGS=--quick for a short run)
 	$(BIN)/python scripts/bench.py $(ARGS)
+
+gpu-bench:  ## the CUDA measurement: default and 2-layer BiLSTM-256, fp32/bf16/fp16 (docs/benchmarks.md)
+	$(BIN)/python scripts/gpu_bench.py $(ARGS)
 
 lint:
 	$(BIN)/ruff check rnnclf tests scripts

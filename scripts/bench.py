@@ -143,11 +143,12 @@ def naive_train(model: NaiveClassifier, optimizer: torch.optim.Optimizer,
 class RnnclfRunner:
     """A model, optimizer and fixed rows, trained through rnnclf's own `train_one_epoch`."""
 
-    def __init__(self, config: Config, data: TrainingData, settings: Settings, seed: int) -> None:
+    def __init__(self, config: Config, data: TrainingData, settings: Settings, seed: int,
+                 device: torch.device | None = None) -> None:
         torch.manual_seed(seed)
-        self.config = config
+        self.config, self.device = config, device or torch.device("cpu")
         self.model = build_model(config.model, len(data.vocab), NUM_CLASSES,
-                                 sparse_embedding=uses_sparse_embedding(config.optim))
+                                 sparse_embedding=uses_sparse_embedding(config.optim)).to(self.device)
         self.optimizer = build_optimizer(config.optim, self.model)
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(data.train), generator=generator)
@@ -159,9 +160,11 @@ class RnnclfRunner:
 
     def _epoch(self, split: EncodedSplit) -> None:
         progress = Progress()
-        train_one_epoch(self.model, self.optimizer, self.config, split, torch.device("cpu"),
+        train_one_epoch(self.model, self.optimizer, self.config, split, self.device,
                         progress, total_steps=1_000_000, stop=StopSignal(),
                         save_last=lambda: None)
+        if self.device.type == "cuda":  # the clock stops when the GPU is done, not at launch
+            torch.cuda.synchronize(self.device)
 
     def warm_up(self) -> None:
         self._epoch(self.warm_split)

@@ -409,6 +409,30 @@ def test_bench_smoke_run_reports_every_measurement(tmp_path: Path) -> None:
     assert report["memory"]["peak_rss_mib"] > 50
 
 
+def test_gpu_bench_smoke_run_on_the_cpu() -> None:
+    """scripts/gpu_bench.py (run by hand on a GPU machine) keeps working between GPU sessions."""
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_bench.py"), "--smoke",
+                             "--device", "cpu", "--batch-sizes", "8", "16", "--json"],
+                            capture_output=True, text=True, timeout=600, check=False,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    rows = report["rows"]
+    assert {(row["model"], row["precision"], row["batch_size"]) for row in rows} == {
+        (model, precision, batch) for model in ("default", "bilstm2-256")
+        for precision in ("fp32", "bf16") for batch in (8, 16)}  # no fp16 on the CPU
+    for row in rows:
+        assert "error" not in row, row
+        assert row["train_samples_s"] > 0 and row["inference_samples_s"] > 0
+        assert row["seconds_per_120k_epoch"] == pytest.approx(120_000 / row["train_samples_s"])
+        assert row["gpu_utilisation_pct"] is None and row["peak_gpu_memory_mib"] is None
+    refused = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_bench.py"), "--smoke",
+                              "--device", "cuda:7"], capture_output=True, text=True, timeout=600,
+                             check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
+    if not torch.cuda.is_available():
+        assert refused.returncode == 1 and refused.stderr.startswith("error: --device cuda:7")
+
+
 # --- the CPU padded path computes exactly what the packed path computes ----------------------
 
 

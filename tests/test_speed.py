@@ -31,7 +31,7 @@ from rnnclf.data.prefetch import prefetch
 from rnnclf.data.text import _BASIC_ENGLISH_TABLE, Vocab, clean_ag_news, tokenize
 from rnnclf.errors import RnnclfError
 from rnnclf.factory import build_model, build_optimizer, uses_sparse_embedding
-from rnnclf.model import RNNClassifier
+from rnnclf.model import RNNClassifier, padded_segments
 from rnnclf.optimizers import OptimizerGroup, clip_grad_norm
 from rnnclf.train import fit, load_resume_config, make_grad_scaler
 
@@ -462,12 +462,56 @@ def test_padded_cpu_path_matches_the_packed_path(monkeypatch: pytest.MonkeyPatch
         assert torch.allclose(packed_grad, padded_grad, atol=1e-6)
 
 
-def test_heavily_padded_batches_take_the_packed_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = RNNClassifier(30, 4, 8, "gru", 8).eval()
-    calls = []
-    monkeypatch.setattr(model, "_padded_forward",
-                        lambda *a: calls.append(1) or torch.zeros(2, 16))
-    tokens = torch.ones(2, 50, dtype=torch.long)
-    model(tokens, torch.tensor([50, 1]))  # 100 positions for 51 tokens: padded path
-    model(tokens, torch.tensor([1, 1]))  # 100 positions for 2 tokens: packed path
-    assert calls == [1]
+def test_padded_segments_bound_the_padding() -> None:
+    assert padded_segments(torch.tensor([50, 1]), 2.0) == [(0, 2)]  # 100 positions, 51 tokens
+    assert padded_segments(torch.tensor([1, 50, 1, 1]), 2.0) == [(0, 2), (2, 4)]
+    assert padded_segments(torch.tensor([9, 5, 4, 1]), 2.0) == [(0, 4)]
+    assert padded_segments(torch.tensor([7]), 2.0) == [(0, 1)]
+    generator = torch.Generator().manual_seed(3)
+    lengths = torch.randint(1, 400, (128,), generator=generator)
+    ranked = lengths.sort(descending=True).values
+    segments = padded_segments(lengths, 2.0)
+    assert segments[0][0] == 0 and segments[-1][1] == 128
+    assert all(end == next_start for (_, end), (next_start, _) in zip(segments, segments[1:]))
+    for start, end in segments:
+        rows = ranked[start:end]
+        assert end - start == 1 or int(rows[0]) * len(rows) <= 2.0 * int(rows.sum())
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("pooling", ["last", "max", "attention"])
+def test_heavily_padded_batches_run_padded_in_segments(monkeypatch: pytest.MonkeyPatch, cell: str,
+                                                       pooling: str) -> None:
+    """A batch with a few long texts splits into runs of similar length (never the packed
+    path on the CPU) and gives the packed path's logits and gradients, rows in their order."""
+    import rnnclf.model
+
+    torch.manual_seed(0)
+    model = RNNClassifier(30, 4, 8, cell, 8, num_layers=2, bidirectional=True, pooling=pooling,
+                          dropout=0.0)
+    generator = torch.Generator().manual_seed(1)
+    lengths = torch.tensor([3, 40, 2, 5, 1, 17, 4, 3])  # unsorted; 8 x 40 = 320 for 75 tokens
+    tokens = torch.randint(2, 30, (8, 44), generator=generator)  # padded past the longest too
+    tokens[torch.arange(44).unsqueeze(0) >= lengths.unsqueeze(1)] = 0
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    widths: list[int] = []
+    original = RNNClassifier._padded_forward
+
+    def recorded(self: RNNClassifier, embedded: torch.Tensor, lengths: torch.Tensor
+                 ) -> torch.Tensor:
+        widths.append(embedded.size(1))
+        return original(self, embedded, lengths)
+
+    monkeypatch.setattr(RNNClassifier, "_padded_forward", recorded)
+    results = []
+    for max_padded_work in (0.0, 2.0):  # 0: PyTorch's packed path, the reference
+        monkeypatch.setattr(rnnclf.model, "MAX_PADDED_WORK", max_padded_work)
+        model.zero_grad()
+        logits = model(tokens, lengths)
+        F.cross_entropy(logits, labels).backward()
+        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert widths == [40, 4]  # runs [40, 17, 5] (120 positions, 62 tokens), [4, 3, 3, 2, 1]
+    (packed_logits, packed_grads), (padded_logits, padded_grads) = results
+    torch.testing.assert_close(padded_logits, packed_logits, atol=1e-6, rtol=1e-5)
+    for packed_grad, padded_grad in zip(packed_grads, padded_grads, strict=True):
+        torch.testing.assert_close(padded_grad, packed_grad, atol=1e-6, rtol=1e-5)

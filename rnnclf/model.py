@@ -190,20 +190,18 @@ class RNNClassifier(nn.Module):
         rnn = self.rnn
         kernel = _KERNELS[type(rnn)]
         directions = ("", "_reverse") if self.bidirectional else ("",)
-        autocast = torch.is_autocast_enabled("cpu")
+        autocast = _cpu_autocast_dtype()
         fused = (FUSED_GRU and isinstance(rnn, nn.GRU) and embedded.device.type == "cpu"
-                 and torch.is_grad_enabled()
+                 and torch.is_grad_enabled() and autocast in (None, torch.bfloat16)
                  and (embedded.dtype == torch.float32 if autocast else
                       embedded.dtype in (torch.float32, torch.float64))
-                 and (not autocast or torch.get_autocast_dtype("cpu") == torch.bfloat16)
                  and batch * width <= FUSED_GRU_MAX_POSITIONS)
         layer_input = embedded  # (B, T, E), later (B, T, D)
         for layer in range(rnn.num_layers):
             if layer > 0 and rnn.dropout > 0:
                 layer_input = nn.functional.dropout(layer_input, rnn.dropout, self.training)
             if fused:
-                layer_input = self._fused_gru_layer(layer_input, layer, reverse,
-                                                    torch.bfloat16 if autocast else None)
+                layer_input = self._fused_gru_layer(layer_input, layer, reverse, autocast)
                 continue
             outputs = []
             for suffix in directions:
@@ -252,8 +250,7 @@ class RNNClassifier(nn.Module):
         return (LEAN_INFERENCE and not self.training and not torch.is_grad_enabled()
                 and tokens.device.type == "cpu" and tokens.numel() > 0
                 and self.embedding.weight.dtype == torch.float32
-                and (not torch.is_autocast_enabled("cpu")
-                     or torch.get_autocast_dtype("cpu") == torch.bfloat16))
+                and _cpu_autocast_dtype() in (None, torch.bfloat16))
 
     def _inference_features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """`_padded_forward`'s pooled features at CPU inference, through
@@ -278,7 +275,7 @@ class RNNClassifier(nn.Module):
         suffixes = ("", "_reverse") if self.bidirectional else ("",)
         # Under CPU autocast (bf16), the recurrent matmuls take bf16 operands as autocast's
         # would; the first layer's per-token gate tables and all gate math stay fp32.
-        matmul_dtype = (torch.bfloat16 if torch.is_autocast_enabled("cpu") else torch.float32)
+        matmul_dtype = _cpu_autocast_dtype() or torch.float32
         layer_input = tokens  # (B, T) ids, later (T, B, D)
         for layer in range(rnn.num_layers):
             weights = [[getattr(rnn, f"{name}_l{layer}{suffix}")
@@ -330,6 +327,11 @@ class RNNClassifier(nn.Module):
             weights = scores.softmax(dim=1).unsqueeze(2)  # (B, T', 1)
             return (weights * states).sum(dim=1)  # (B, D)
         return states.masked_fill(~valid, float("-inf")).amax(dim=1)
+
+
+def _cpu_autocast_dtype() -> torch.dtype | None:
+    """The dtype CPU autocast casts matmuls to, or None when it is off."""
+    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
 
 
 def padded_segments(lengths: torch.Tensor, max_work: float) -> list[tuple[int, int]]:

@@ -38,7 +38,7 @@ import bench  # noqa: E402
 
 from rnnclf.config import Config  # noqa: E402
 from rnnclf.data.dataset import prepare_training_data  # noqa: E402
-from rnnclf.device import resolve_device  # noqa: E402
+from rnnclf.device import inference_autocast, resolve_device  # noqa: E402
 from rnnclf.errors import RnnclfError  # noqa: E402
 from rnnclf.train import predict_split  # noqa: E402
 
@@ -117,7 +117,7 @@ def measure(name: str, config: Config, precision: str, batch_size: int, data: An
             utilisation.append(sampler.mean)
     rate = statistics.median(rates)
     split = data.train.subset(torch.arange(min(settings.inference_rows, len(data.train))))
-    with bench_autocast(precision, device):
+    with inference_autocast(precision, device):
         predict_split(runner.model, split, config.train.eval_batch_size, config.data.max_length,
                       device)  # warm-up
         if device.type == "cuda":
@@ -134,12 +134,6 @@ def measure(name: str, config: Config, precision: str, batch_size: int, data: An
         "inference_samples_s": inference,
     })
     return row
-
-
-def bench_autocast(precision: str, device: torch.device) -> Any:
-    from rnnclf.device import inference_autocast
-
-    return inference_autocast(precision, device)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

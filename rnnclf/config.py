@@ -76,7 +76,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    embedding_dim: int = param(128, "size of each token's embedding vector", min=1)
+    embedding_dim: int = param(50, "size of each token's embedding vector (the size of the "
+                               "pretrained vectors when there are any)", min=1)
     cell: str = param("gru", "recurrent cell", choices=("rnn", "lstm", "gru"))
     hidden_size: int = param(128, "hidden units per direction per layer", min=1)
     num_layers: int = param(1, "stacked recurrent layers", min=1, max=16)
@@ -90,9 +91,14 @@ class ModelConfig:
     dropout: float = param(0.3, "dropout before the output layer", min=0.0, max=1.0,
                            max_exclusive=True)
     pretrained_embeddings: str = param(
-        "", "GloVe/word2vec TEXT file of word vectors to start the embeddings from; empty: random"
+        "glove.6B.50d", "word vectors to start the embeddings from: glove.6B.50d (GloVe, "
+        "installed with rnnclf), or the path of a GloVe/word2vec TEXT file; empty: random"
     )
     freeze_embeddings: bool = param(False, "keep the embedding table fixed during training")
+    pretrained_vocab: int = param(
+        0, "also put the word vectors' first N words (their most frequent) in the vocabulary, "
+        "so words the training split lacks keep their pretrained vector; 0 = training words "
+        "only", min=0)
     ngram_order: int = param(
         2, "add a bag of hashed word n-grams of orders 1..N beside the RNN (fastText's "
         "features); 0 = off (the RNN alone), 2 = words and bigrams", min=0, max=5)

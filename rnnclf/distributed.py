@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -163,10 +163,24 @@ def session(device_name: str) -> Iterator[DistContext]:
         raise RunFailed(f"rank {rank} could not join the {backend} process group "
                         f"({first_line[:160]}); check torchrun's --rdzv_endpoint / "
                         "--master_addr and --master_port") from None
+    context = DistContext(rank, local_rank, world_size, device)
     try:
-        yield DistContext(rank, local_rank, world_size, device)
+        yield context
+        _meet_before_teardown(context)
     finally:
         torch_dist.destroy_process_group()
+
+
+def _meet_before_teardown(context: DistContext) -> None:
+    """On a normal finish, wait for every rank before the process group is torn down.
+
+    Without it the rank that finishes first destroys its gloo group while a peer may still be
+    sending the last collective to it; that peer then aborted at exit ("terminate called without
+    an active exception", exit 134) in a CI run. A peer that has already gone is no error here:
+    the run's work is done and saved.
+    """
+    with suppress(RuntimeError):
+        context.barrier()
 
 
 def wrap_model(model: nn.Module, context: DistContext) -> nn.Module:

@@ -29,6 +29,7 @@ from rnnclf.device import resolve_device
 from rnnclf.errors import Interrupted, RnnclfError, RunFailed
 from rnnclf.io import atomic_write_text, write_json
 from rnnclf.model import count_parameters
+from rnnclf.pretrained import extra_vocabulary
 from rnnclf.run_dir import prepare_run_directory, run_directory
 from rnnclf.train import evaluate, fit, load_resume_config, resume_overrides_applied
 
@@ -140,7 +141,7 @@ def _assemble(config: Config, run_dir: Path, members: list[Path], started: float
     del state, payloads, first  # the weights live on in best.pt; peak memory counts here
     device = resolve_device(config.train.device)
     loaded = load_model(run_dir / "best.pt", device)
-    data = prepare_training_data(config.data)
+    data = prepare_training_data(config.data, extra_words=extra_vocabulary(config.model))
     val = evaluate(loaded.model, data.val, config.train.eval_batch_size,
                    config.data.max_length, device)
     summary = {

@@ -19,6 +19,7 @@ from rnnclf.data.dataset import (
 from rnnclf.device import inference_autocast, resolve_device
 from rnnclf.io import write_json
 from rnnclf.metrics import classification_report
+from rnnclf.pretrained import extra_vocabulary
 from rnnclf.train import predict_split
 
 
@@ -43,7 +44,8 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path |
         encoded, skipped = prepare_eval_split(data_config, loaded.vocab, data_file,
                                               label_names=loaded.label_names)
     elif split == "val":
-        data = prepare_training_data(data_config)
+        data = prepare_training_data(data_config,
+                                     extra_words=extra_vocabulary(loaded.config.model))
         if data.vocab.itos != loaded.vocab.itos:
             from rnnclf.errors import RnnclfError
 

@@ -44,7 +44,7 @@ from rnnclf.io import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.model import count_parameters
 from rnnclf.ngrams import ngram_table_rows
 from rnnclf.optimizers import OptimizerGroup, clip_grad_norm
-from rnnclf.pretrained import load_pretrained
+from rnnclf.pretrained import check_spec, extra_vocabulary, load_pretrained
 from rnnclf.run_dir import prepare_run_directory, remove_stale_temp_files, run_directory
 from rnnclf.tensorboard_log import TensorBoardLog
 
@@ -360,6 +360,12 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     calls fit() and trains its share of the batches, and only rank 0 prints and writes files."""
     if not dist.is_main:
         log = _quiet
+    if config.model.pretrained_embeddings:  # missing vectors fail before any run folder
+        check_spec(config.model.pretrained_embeddings, config.model.embedding_dim)
+    elif config.model.pretrained_vocab:
+        raise RnnclfError("model.pretrained_vocab adds words of the pretrained vectors, but "
+                          "model.pretrained_embeddings is empty; set both, or "
+                          "model.pretrained_vocab=0")
     resume_state: dict[str, Any] | None = None
     if resume_dir is not None:
         resume_state = load_checkpoint(resume_dir / "last.pt")
@@ -386,7 +392,8 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
 
     started = time.perf_counter()
     # Under DDP the first process builds the vocabulary and cache; the others then load it.
-    data: TrainingData = dist.main_first(lambda: prepare_training_data(config.data))
+    data: TrainingData = dist.main_first(lambda: prepare_training_data(
+        config.data, extra_words=extra_vocabulary(config.model)))
     log(f"data: {len(data.train)} train / {len(data.val)} val rows, vocabulary {len(data.vocab)}"
         + (f", {data.skipped_rows} bad rows skipped" if data.skipped_rows else "")
         + f" ({time.perf_counter() - started:.1f} s)")
@@ -436,7 +443,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     else:
         if config.model.pretrained_embeddings:  # before config.yaml: a bad file leaves no run
             progress.pretrained_coverage = load_pretrained(
-                model.embedding, Path(config.model.pretrained_embeddings), data.vocab)
+                model.embedding, config.model.pretrained_embeddings, data.vocab)
             log(f"pretrained embeddings: {config.model.pretrained_embeddings} covered "
                 f"{progress.pretrained_coverage:.1%} of the vocabulary"
                 f"{' (frozen)' if config.model.freeze_embeddings else ''}")

@@ -52,6 +52,7 @@ from rnnclf.data.dataset import (  # noqa: E402
 )
 from rnnclf.factory import build_model, build_optimizer, uses_sparse_embedding  # noqa: E402
 from rnnclf.model import CELLS  # noqa: E402
+from rnnclf.pretrained import load_pretrained  # noqa: E402
 from rnnclf.train import Progress, StopSignal, predict_split, train_one_epoch  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ag_news" / "train_subset.csv"
@@ -296,6 +297,7 @@ def memory_child(args: argparse.Namespace) -> None:
     config.train.progress = False
     if args.smoke:
         config.model.embedding_dim = config.model.hidden_size = settings.embedding_dim
+        config.model.pretrained_embeddings = ""
         config.train.batch_size = settings.batch_size
     cache = Path(tempfile.mkdtemp(dir=args.workdir))
     config.data = data_config(args.data, args.test_data, cache).data
@@ -303,6 +305,8 @@ def memory_child(args: argparse.Namespace) -> None:
     runner_settings = copy.copy(settings)
     runner_settings.steps = settings.memory_steps
     runner = RnnclfRunner(config, data, runner_settings, seed=0)
+    if config.model.pretrained_embeddings:  # as `rnnclf train` does: the vectors' load counts
+        load_pretrained(runner.model.embedding, config.model.pretrained_embeddings, data.vocab)
     runner.warm_up()
     runner.timed()
     predict_split(runner.model, data.val, config.train.eval_batch_size, config.data.max_length,

@@ -59,7 +59,8 @@ def tiny_overrides(data_dir: Path, runs_dir: Path, name: str = "tiny", epochs: i
     """Overrides for a model that trains in well under a second per epoch on 2 CPU cores."""
     values: dict[str, object] = {
         "data.dir": data_dir, "data.min_freq": 1, "data.val_fraction": 0.1,
-        "model.embedding_dim": 8, "model.hidden_size": 8, "model.dropout": 0.2,
+        "model.embedding_dim": 8, "model.pretrained_embeddings": "", "model.hidden_size": 8,
+        "model.dropout": 0.2,
         "train.batch_size": 8, "train.epochs": epochs, "train.device": "cpu",
         "train.num_threads": 1, "train.progress": "false", "train.runs_dir": runs_dir,
         "train.name": name, "train.early_stopping_patience": 0,

@@ -30,7 +30,8 @@ LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
 def write_checkpoint(path: Path, cell: str = "gru", **extra: object) -> torch.nn.Module:
     config = load_config(None, [f"model.cell={cell}", "model.embedding_dim=8",
-                                "model.hidden_size=8", "model.pooling=last"])
+                                "model.pretrained_embeddings=", "model.hidden_size=8",
+                                "model.pooling=last"])
     vocab = Vocab(["<pad>", "<unk>", *[f"w{i}" for i in range(20)]])
     torch.manual_seed(1)
     model = build_model(config.model, len(vocab), len(LABELS))

@@ -75,7 +75,8 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 
 def tiny_train_args(data_dir: Path, cell: str = "gru", name: str | None = None,
                     epochs: int = 2) -> list[str]:
-    return [f"data.dir={data_dir}", "model.embedding_dim=16", "model.hidden_size=16",
+    return [f"data.dir={data_dir}", "model.embedding_dim=16", "model.pretrained_embeddings=",
+            "model.hidden_size=16",
             f"train.epochs={epochs}", "train.progress=false", f"model.cell={cell}",
             f"train.name={name or cell}", "train.batch_size=16", "optim.lr=0.01",
             "train.num_threads=1"]
@@ -366,6 +367,13 @@ def test_error_bad_yaml(tmp_path: Path) -> None:
 def test_error_unknown_key(tmp_path: Path) -> None:
     message = user_error(rnnclf("train", "model.celll=gru", cwd=tmp_path))
     assert "model.celll" in message and "did you mean 'cell'" in message
+
+
+def test_error_embedding_size_other_than_the_default_vectors(tmp_path: Path) -> None:
+    message = user_error(rnnclf("train", "model.embedding_dim=128", cwd=tmp_path))
+    assert "glove.6B.50d" in message and "model.embedding_dim=50" in message
+    assert "model.pretrained_embeddings=" in message  # the other way out: random vectors
+    assert not (tmp_path / "runs").exists()
 
 
 def test_error_predict_with_no_runs(tmp_path: Path) -> None:

@@ -32,7 +32,8 @@ WORDS = {1: ["president", "minister", "election", "embassy", "troops", "treaty"]
          3: ["shares", "profit", "earnings", "investors", "dividend", "bank"],
          4: ["software", "internet", "computer", "linux", "chip", "nasa"]}
 NOISE = ["the", "a", "of", "to", "in", "on", "said", "new"]
-TINY = ["model.embedding_dim=8", "model.hidden_size=8", "train.batch_size=8",
+TINY = ["model.embedding_dim=8", "model.pretrained_embeddings=",
+        "model.hidden_size=8", "train.batch_size=8",
         "train.eval_batch_size=8", "train.progress=false", "train.device=cpu",
         "data.val_fraction=0.1", "train.early_stopping_patience=0"]
 TIMEOUT = 120  # seconds for one torchrun run before the test gives up (a hang, not a speed check)

@@ -30,7 +30,8 @@ def make_checkpoint(folder: Path, cell: str, bidirectional: bool, pooling: str,
     torch.manual_seed(0)
     config = load_config(None, [f"model.cell={cell}", f"model.bidirectional={bidirectional}",
                                 f"model.pooling={pooling}", f"model.num_layers={num_layers}",
-                                "model.embedding_dim=8", "model.hidden_size=8",
+                                "model.embedding_dim=8", "model.pretrained_embeddings=",
+                                "model.hidden_size=8",
                                 "data.max_length=12", *overrides])
     tokens = [token for text in TEXTS for token in text_of(text, True)]
     vocab = Vocab.build([tokens[::2]])  # some words stay unknown

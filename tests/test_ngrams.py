@@ -85,7 +85,7 @@ def test_classifier_with_ngrams_is_padding_invariant_and_trains_the_table(cell: 
 def test_config_builds_the_bag_and_the_optimizer_neither_decays_nor_skips_it() -> None:
     config = load_config(None, ["model.ngram_order=2", "model.ngram_buckets=64",
                                 "model.ngram_dim=4", "model.embedding_dim=8",
-                                "model.hidden_size=8"])
+                                "model.pretrained_embeddings=", "model.hidden_size=8"])
     model = build_model(config.model, VOCAB, 4)
     assert model.ngram_bag is not None and model.ngram_bag.table.weight.shape == (65, 4)
     assert model.classifier.in_features == 2 * 8 + 4
@@ -103,7 +103,8 @@ def test_config_builds_the_bag_and_the_optimizer_neither_decays_nor_skips_it() -
 
 def test_sparse_embedding_makes_both_tables_sparse() -> None:
     config = load_config(None, ["model.ngram_order=2", "model.ngram_buckets=64",
-                                "model.embedding_dim=8", "model.hidden_size=8"])
+                                "model.embedding_dim=8", "model.pretrained_embeddings=",
+                                "model.hidden_size=8"])
     model = build_model(config.model, VOCAB, 4, sparse_embedding=True)
     optimizer = build_optimizer(config.optim, model)
     assert isinstance(optimizer, OptimizerGroup)

@@ -27,7 +27,8 @@ TEXTS = ["good great fine", "bad awful", "good", "awful awful bad terrible day"]
 @pytest.fixture
 def checkpoint(tmp_path: Path) -> Path:
     torch.manual_seed(0)
-    config = load_config(None, ["model.embedding_dim=8", "model.hidden_size=8",
+    config = load_config(None, ["model.embedding_dim=8", "model.pretrained_embeddings=",
+                                "model.hidden_size=8",
                                 "train.eval_batch_size=2"])
     vocab = Vocab.build([text.split() for text in TEXTS])
     model = build_model(config.model, len(vocab), len(LABELS))

@@ -40,7 +40,7 @@ def _write_vectors(path: Path, words: list[str], dim: int = DIM, header: bool = 
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _config(tmp_path: Path, vectors: Path, freeze: bool):
+def _config(tmp_path: Path, vectors: Path | str, freeze: bool, *extra: str):
     data_dir = tmp_path / "data"
     data_dir.mkdir(exist_ok=True)
     _write_csv(data_dir / "train.csv")
@@ -50,7 +50,7 @@ def _config(tmp_path: Path, vectors: Path, freeze: bool):
         f"model.pretrained_embeddings={vectors}", f"model.freeze_embeddings={str(freeze).lower()}",
         f"train.runs_dir={tmp_path / 'runs'}", "train.name=pre", "train.epochs=1",
         "train.batch_size=32", "train.progress=false", "train.device=cpu",
-        "train.num_threads=1",
+        "train.num_threads=1", *extra,
     ])
 
 
@@ -134,3 +134,52 @@ def test_unfrozen_embeddings_train(tmp_path: Path) -> None:
     row = payload["model_state"]["embedding.weight"][payload["vocab"].index("war")]
     start = torch.tensor([0.1 + k * 0.01 for k in range(DIM)])
     assert not torch.allclose(row, start, atol=1e-4)
+
+
+def test_pretrained_vocab_adds_vector_words_training_never_saw(tmp_path: Path) -> None:
+    vectors = tmp_path / "vectors.txt"
+    unseen = ["treaty", "striker", "dividend"]  # in no training text
+    _write_vectors(vectors, ["war", *unseen, "goal", "rare"])
+    summary = fit(_config(tmp_path, vectors, False, "model.pretrained_vocab=4"),
+                  log=lambda message: None)
+    payload = load_checkpoint(Path(summary["run_dir"]) / "best.pt")
+    itos = payload["vocab"]
+    assert itos[-3:] == unseen  # appended after the training words, in the file's order
+    assert "rare" not in itos  # beyond the first 4 lines of the file
+    table = payload["model_state"]["embedding.weight"]
+    for number, word in enumerate(unseen, start=1):  # no text used them: still the vector
+        expected = torch.tensor([(number + 1) * 0.1 + k * 0.01 for k in range(DIM)])
+        torch.testing.assert_close(table[itos.index(word)], expected, atol=1e-6, rtol=0)
+    plain = fit(_config(tmp_path, vectors, False, "train.name=plain"), log=lambda message: None)
+    assert plain["vocab_size"] == summary["vocab_size"] - 3  # a separate cache entry
+
+
+def test_packaged_vectors_need_their_dimension(tmp_path: Path) -> None:
+    with pytest.raises(RnnclfError, match="set model.embedding_dim=50") as caught:
+        fit(_config(tmp_path, "glove.6B.50d", False), log=lambda message: None)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "runs" / "pre").exists()
+
+
+def test_packaged_vectors_fill_the_embedding(tmp_path: Path) -> None:
+    from rnnclf.glove_package import load
+
+    words, vectors = load()
+    vocab = Vocab(["<pad>", "<unk>", "the", "oil", "qqqzzzxx"])
+    embedding = torch.nn.Embedding(len(vocab), 50, padding_idx=0)
+    coverage = load_pretrained(embedding, "glove.6B.50d", vocab)
+    assert coverage == pytest.approx(2 / 3)
+    torch.testing.assert_close(embedding.weight[3], vectors[words.index("oil")])
+    torch.testing.assert_close(embedding.weight[2], vectors[0])
+
+
+def test_missing_vectors_file_fails_before_a_run_folder(tmp_path: Path) -> None:
+    with pytest.raises(RnnclfError, match="is not a file") as caught:
+        fit(_config(tmp_path, tmp_path / "nope.txt", False), log=lambda message: None)
+    assert "glove.6B.50d" in str(caught.value)  # names the packaged choice too
+    assert not (tmp_path / "runs" / "pre").exists()
+
+
+def test_pretrained_vocab_without_vectors_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RnnclfError, match="pretrained_embeddings is empty"):
+        fit(_config(tmp_path, "", False, "model.pretrained_vocab=10"), log=lambda message: None)

@@ -21,7 +21,8 @@ def test_short_gru_run_on_real_ag_news(ag_news_dir: Path, tmp_path: Path) -> Non
     train = subprocess.run(
         [sys.executable, "-m", "rnnclf", "train", f"data.dir={ag_news_dir}",
          "data.train_file=train_subset.csv", "data.download=false", "data.max_length=128",
-         "model.cell=gru", "model.embedding_dim=64", "model.hidden_size=64", "train.epochs=1",
+         "model.cell=gru", "model.embedding_dim=64", "model.pretrained_embeddings=",
+         "model.hidden_size=64", "train.epochs=1",
          "train.num_threads=1", "train.progress=false", "train.name=real"],
         cwd=tmp_path, capture_output=True, text=True, timeout=1800)
     assert train.returncode == 0, train.stdout + train.stderr

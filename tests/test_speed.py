@@ -68,6 +68,7 @@ def tiny_config(data_dir: Path, runs_dir: Path, **optim: object) -> Config:
     config.data.dir = str(data_dir)
     config.data.download = False
     config.model.embedding_dim = config.model.hidden_size = 8
+    config.model.pretrained_embeddings = ""
     config.train.batch_size = 16
     config.train.epochs = 2
     config.train.progress = False

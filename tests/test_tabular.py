@@ -175,7 +175,8 @@ def test_train_and_eval_end_to_end_on_own_data(tmp_path: Path, dataset: str) -> 
         f"data.dataset={dataset}", f"data.dir={folder}", f"data.train_file=train.{dataset}",
         f"data.test_file=test.{dataset}", "data.text_fields=title,body",
         "data.label_field=animal", "data.min_freq=1", "model.embedding_dim=8",
-        "model.hidden_size=8", "train.epochs=4", "train.batch_size=16", "train.progress=false",
+        "model.pretrained_embeddings=", "model.hidden_size=8", "train.epochs=4",
+        "train.batch_size=16", "train.progress=false",
         "optim.lr=0.02", "train.name=own", "train.num_threads=1"])
     summary = fit(config, log=lambda message: None)
     checkpoint = Path(summary["run_dir"]) / "best.pt"

@@ -37,7 +37,8 @@ def test_tensorboard_scalars_and_hparams(tmp_path: Path) -> None:
     write_data(tmp_path / "train.csv", 240)
     config = load_config(None, [
         "data.dataset=csv", f"data.dir={tmp_path}", "data.min_freq=1", "data.val_fraction=0.2",
-        "model.embedding_dim=8", "model.hidden_size=8", "train.batch_size=8", "train.epochs=2",
+        "model.embedding_dim=8", "model.pretrained_embeddings=",
+        "model.hidden_size=8", "train.batch_size=8", "train.epochs=2",
         "train.progress=false", "train.tensorboard=true", f"train.runs_dir={tmp_path}/runs",
         "train.name=tb", "train.early_stopping_patience=0", "train.num_threads=1"])
     fit(config, log=lambda message: None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from pathlib import Path
@@ -145,6 +146,14 @@ def _format_key(config: DataConfig) -> tuple[object, ...]:
     return (config.dataset, config.text_fields, config.label_field, config.header)
 
 
+def _extra_words_key(extra_words: Sequence[str]) -> tuple[object, ...]:
+    """Cache-key part for added vocabulary words (empty without any, so old caches stay valid)."""
+    if not extra_words:
+        return ()
+    return ("extra", len(extra_words),
+            hashlib.sha256("\n".join(extra_words).encode("utf-8")).hexdigest()[:16])
+
+
 def read_training_rows(config: DataConfig, path: Path) -> tuple[list[Row], list[str], list[str]]:
     """Rows, skipped-row notes and label names of a training file, in any supported format."""
     if config.dataset == "ag_news":
@@ -163,14 +172,20 @@ def read_eval_rows(config: DataConfig, path: Path, label_names: list[str] | None
     return tabular.read_eval_rows(path, config, label_names)
 
 
-def prepare_training_data(config: DataConfig, cache_dir: Path | None = None) -> TrainingData:
-    """Read the training file, split off validation, build the vocabulary, numericalize; cached."""
+def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
+                          extra_words: Sequence[str] = ()) -> TrainingData:
+    """Read the training file, split off validation, build the vocabulary, numericalize; cached.
+
+    `extra_words` (pretrained vectors' words, see model.pretrained_vocab) join the vocabulary
+    after the training split's own tokens, in their order.
+    """
     train_path = locate_file(config, config.train_file)
     cache_dir = cache_dir or (Path(config.cache_dir).expanduser() if config.cache_dir
                               else default_cache_dir())
     key = _cache_key(PREPROCESS_VERSION, "train", _file_digest(train_path), config.clean,
                      config.val_fraction, config.split_seed, config.min_freq,
-                     config.max_vocab_size, config.on_bad_row, *_format_key(config))
+                     config.max_vocab_size, config.on_bad_row, *_format_key(config),
+                     *_extra_words_key(extra_words))
     cache_path = cache_dir / f"train-{key}.pt"
     cached = _load_cache(cache_path)
     if cached is not None:
@@ -186,6 +201,8 @@ def prepare_training_data(config: DataConfig, cache_dir: Path | None = None) -> 
     labels = [row.label for row in rows]
     vocab = Vocab.build((token_lists[i] for i in train_index.tolist()), config.min_freq,
                         config.max_vocab_size)
+    if extra_words:
+        vocab = vocab.extended(extra_words)
     everything = encode_texts(token_lists, labels, vocab)
     data = TrainingData(vocab, label_names, everything.subset(train_index),
                         everything.subset(val_index), len(skipped))

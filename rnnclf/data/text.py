@@ -97,6 +97,16 @@ class Vocab:
             kept = kept[: max(0, max_size - 2)]
         return cls([PAD, UNK, *kept])
 
+    def extended(self, words: Iterable[str]) -> Vocab:
+        """This vocabulary plus the `words` it lacks, appended in their order."""
+        known = set(self.itos)
+        added = []
+        for word in words:
+            if word not in known:
+                known.add(word)
+                added.append(word)
+        return Vocab([*self.itos, *added])
+
     def __len__(self) -> int:
         return len(self.itos)
 

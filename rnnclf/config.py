@@ -97,8 +97,8 @@ class ModelConfig:
     freeze_embeddings: bool = param(False, "keep the embedding table fixed during training")
     pretrained_vocab: int = param(
         0, "also put the word vectors' first N words (their most frequent) in the vocabulary, "
-        "so words the training split lacks keep their pretrained vector; 0 = training words "
-        "only", min=0)
+        "so words the training split lacks keep their pretrained vector (on top of "
+        "data.max_vocab_size); 0 = training words only", min=0)
     ngram_order: int = param(
         2, "add a bag of hashed word n-grams of orders 1..N beside the RNN (fastText's "
         "features); 0 = off (the RNN alone), 2 = words and bigrams", min=0, max=5)

@@ -1,11 +1,11 @@
-"""Read the strings of a one-column Parquet file's dictionary page, without pyarrow.
+"""Read a one-column Parquet file of strings (a word list), without pyarrow.
 
-Only what rnnclf's packaged GloVe word list needs (`rnnclf/glove_package.py`): a file written by
-parquet-cpp whose single string column is dictionary-encoded, its dictionary page SNAPPY- or
-un-compressed and PLAIN-encoded. When every value is distinct (a word list) the dictionary holds
-the values in row order, so reading that page gives the whole column. The format:
-https://parquet.apache.org/docs/file-format/ (page headers are Thrift compact-protocol structs);
-SNAPPY: https://github.com/google/snappy/blob/main/format_description.txt.
+Only what rnnclf's packaged GloVe word list needs (`rnnclf/glove_package.py`): one row group,
+one string column without nulls, SNAPPY- or un-compressed v1 data pages. parquet-cpp writes such
+a column as a dictionary page, data pages of dictionary indices (RLE / bit-packed hybrid), and,
+once the dictionary outgrows its size limit, PLAIN data pages for the rest; all three are read
+here, in row order. The format: https://parquet.apache.org/docs/file-format/ (page headers are
+Thrift compact-protocol structs); SNAPPY: https://github.com/google/snappy/blob/main/format_description.txt.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 import struct
 
 MAGIC = b"PAR1"
-DICTIONARY_PAGE = 2
-CODEC_NONE, CODEC_SNAPPY = 0, 1
+DATA_PAGE, DICTIONARY_PAGE = 0, 2  # PageType
+CODEC_NONE, CODEC_SNAPPY = 0, 1  # CompressionCodec
+PLAIN, PLAIN_DICTIONARY, RLE_DICTIONARY = 0, 2, 8  # Encoding
 
 
 class ParquetError(ValueError):
@@ -183,10 +184,6 @@ def _plain_strings(reader: _Reader, count: int) -> list[str]:
         length = struct.unpack("<I", reader.take(4))[0]
         strings.append(reader.take(length).decode("utf-8"))
     return strings
-
-
-PLAIN, PLAIN_DICTIONARY, RLE_DICTIONARY = 0, 2, 8
-DATA_PAGE = 0
 
 
 def read_string_column(data: bytes) -> list[str]:

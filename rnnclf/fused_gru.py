@@ -11,8 +11,10 @@ does it:
   stay on the sequential chain; the weight, bias and input gradients are then each ONE matmul
   (or sum) over all steps.
 
-Several independent GRUs (the two directions of a layer) run in one pass, so the Python loop and
-its elementwise ops run once for both; only the matmuls are per direction. The matmuls go to
+Both directions of a layer run in one pass, so the Python loop and its elementwise ops run once
+for both; only the per-step matmuls are per direction. The backward direction reads the padded
+batch reversed in time, with its padding made inert (see `FusedGRU`), so no per-text reversal
+of inputs or outputs is needed, and both directions share their input matmuls. The matmuls go to
 oneDNN where it exists (`_linear`), large scratch buffers are reused (`_scratch`).
 
 Same equations and parameters as `nn.GRU` (gate order r, z, n):
@@ -33,10 +35,19 @@ from torch.autograd.function import once_differentiable
 
 
 class FusedGRU(torch.autograd.Function):
-    """D independent single-layer GRUs over time-major input, starting from h = 0.
+    """D = 1 or 2 single-layer GRUs over the same time-major input, starting from h = 0; the
+    second reads each text backwards, from its last real token (a bidirectional layer).
 
-    inputs (D, T, B, E), weight_ih (D, 3H, E), weight_hh (D, 3H, H), bias_ih / bias_hh (D, 3H)
-    -> states (D, T, B, H).
+    inputs (T, B, E), weight_ih (D, 3H, E), weight_hh (D, 3H, H), bias_ih / bias_hh (D, 3H),
+    lengths (B,) int64 or None (every text T long) -> outputs (T, B, D*H), as `nn.GRU`'s: at
+    each position, the forward state after it and the backward state after reading from the
+    text's end back to it. Past a text's end the backward states are 0 and the forward states
+    junk (callers mask them).
+
+    The backward direction runs over time reversed, so texts shorter than T meet their padding
+    first; there its update gate's input is +inf: z = 1 keeps the state at exactly 0 and every
+    gate gradient at 0, so padding never reaches a real position (no per-text reversal of the
+    inputs, as a packed sequence would need).
 
     matmul_dtype bfloat16 (under CPU autocast) gives every matmul bf16 operands, as autocast
     would; states, gates, their math and all gradients stay in the inputs' dtype.
@@ -44,30 +55,32 @@ class FusedGRU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, inputs: torch.Tensor, weight_ih: torch.Tensor,
-                weight_hh: torch.Tensor, bias_ih: torch.Tensor,
-                bias_hh: torch.Tensor, matmul_dtype: torch.dtype) -> torch.Tensor:
-        directions, steps, batch, features = inputs.shape
+                weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
+                lengths: torch.Tensor | None, matmul_dtype: torch.dtype) -> torch.Tensor:
+        steps, batch, features = inputs.shape
+        directions, gates, _ = weight_ih.shape  # gates = 3H
         hidden = weight_hh.size(2)
         low = matmul_dtype != inputs.dtype
-        # The matmuls' operands: the inputs themselves, or bf16 copies made once.
-        inputs_mm, weight_ih_mm, weight_hh_mm = (
-            (inputs.to(matmul_dtype), weight_ih.to(matmul_dtype), weight_hh.to(matmul_dtype))
-            if low else (inputs, weight_ih, weight_hh))
-        # Input part of the gates for all steps at once, bias folded in: (D, T, B, 3H).
-        input_gates = _scratch("rows", (directions, steps, batch, 3 * hidden), inputs)
-        input_products = [_linear(inputs_mm[d].reshape(-1, features), weight_ih_mm[d], bias_ih[d])
-                          for d in range(directions)]
-        flat_input_gates = input_gates.view(directions, -1, 3 * hidden)
-        if low:  # stack cannot cast
-            for d, product in enumerate(input_products):
-                flat_input_gates[d].copy_(product)
-        else:
-            torch.stack(input_products, out=flat_input_gates)
-        del input_products
+        flat_inputs = inputs.reshape(steps * batch, features).to(matmul_dtype)
+        weight_ih_mm, weight_hh_mm = weight_ih.to(matmul_dtype), weight_hh.to(matmul_dtype)
+        # Both directions read the same inputs: their input gates are ONE matmul, bias folded
+        # in, then laid out per direction in its reading order: (D, T, B, 3H).
+        products = _linear(flat_inputs, weight_ih_mm.reshape(directions * gates, features),
+                           bias_ih.reshape(-1)).view(steps, batch, directions, gates)
+        input_gates = _scratch("rows", (directions, steps, batch, gates), inputs)
+        input_gates[0].copy_(products[:, :, 0])
+        reversed_steps = torch.arange(steps - 1, -1, -1)
+        if directions == 2:
+            _copy_reversed_time(input_gates[1], products[:, :, 1], reversed_steps)
+            if lengths is not None and bool((lengths < steps).any()):
+                # Reading order: a text of length L meets T - L padded positions first.
+                padding = torch.arange(steps).unsqueeze(1) < (steps - lengths).unsqueeze(0)
+                input_gates[1, ..., hidden:2 * hidden].masked_fill_(padding.unsqueeze(2),
+                                                                   math.inf)
+        del products
         # Hidden part W_h h_{t-1} + b_h, time-major so each step writes one contiguous block
         # (in the matmuls' dtype: the gate math below reads it as it is).
-        hidden_gates = _scratch("columns", (steps, directions, batch, 3 * hidden),
-                                weight_hh_mm)
+        hidden_gates = _scratch("columns", (steps, directions, batch, gates), weight_hh_mm)
         # The previous state as a matmul operand: a bf16 copy of both directions per step.
         h_operand = inputs.new_empty(directions, batch, hidden, dtype=matmul_dtype) if low \
             else None
@@ -99,25 +112,39 @@ class FusedGRU(torch.autograd.Function):
             torch.add(x_n[t], reset_hidden_all[t], out=n_all[t]).mul_(2).sigmoid_()
             n_all[t].mul_(2).sub_(1)
             torch.lerp(n_all[t], h_all[t], z[t], out=h_all[t + 1])  # n + z (h - n)
-        ctx.save_for_backward(inputs_mm, weight_ih_mm, weight_hh_mm)
-        ctx.saved = rz, reset_hidden, n, states
-        return states[:, 1:]
+        ctx.save_for_backward(flat_inputs, weight_ih_mm, weight_hh_mm)
+        ctx.saved = rz, reset_hidden, n, states, reversed_steps
+        ctx.input_shape = inputs.shape
+        outputs = inputs.new_empty(steps, batch, directions, hidden)
+        outputs[:, :, 0] = states[0, 1:]
+        if directions == 2:  # back into text order
+            _copy_reversed_time(outputs[:, :, 1], states[1, 1:], reversed_steps)
+        return outputs.view(steps, batch, directions * hidden)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_states: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        inputs, weight_ih, weight_hh = ctx.saved_tensors  # in the matmuls' dtype
-        rz, reset_hidden, n, states = ctx.saved
-        directions, steps, batch, hidden = grad_states.shape
-        matmul_dtype, exact = inputs.dtype, states.dtype
+    def backward(ctx: Any, grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        flat_inputs, weight_ih, weight_hh = ctx.saved_tensors  # in the matmuls' dtype
+        rz, reset_hidden, n, states, reversed_steps = ctx.saved
+        directions, steps, batch, hidden = n.shape
+        gates, rows_count = 3 * hidden, steps * batch
+        matmul_dtype, exact = flat_inputs.dtype, states.dtype
         low = matmul_dtype != exact
+        # The outputs' gradient in each direction's reading order: (D, T, B, H).
+        by_direction = grad_outputs.view(steps, batch, directions, hidden)
+        grad_states = _scratch("grad_states", (directions, steps, batch, hidden), states)
+        grad_states[0].copy_(by_direction[:, :, 0])
+        if directions == 2:
+            _copy_reversed_time(grad_states[1], by_direction[:, :, 1], reversed_steps)
         r, z = rz[..., :hidden], rz[..., hidden:]  # (D, T, B, H) each
         # Gradient of the gate pre-activations per unit dh_t, for all steps at once; the loop
-        # below then scales each step by its dh_t in place. Order [n input part, r, z, n hidden
-        # part]: then [:3H] is the input-gate gradient (gates n, r, z) and [H:] the hidden-gate
-        # gradient (gates r, z, n), both without a copy.
-        grad_gates = _scratch("grad_gates", (directions, steps, batch, 4, hidden), states)
-        grad_n, grad_r, grad_z, grad_hidden_n = grad_gates.unbind(3)  # (D, T, B, H) each
+        # below then scales each step by its dh_t in place. The hidden part (r, z, and n's
+        # W_hn h + b_hn) is laid out so that each step's is one contiguous (B, 3H) matmul
+        # operand per direction (a strided one cost oneDNN a copy per call); n's input part is
+        # only needed after the loop, and scaled there.
+        grad_hidden_gates = _scratch("grad_gates", (directions, steps, batch, 3, hidden), states)
+        grad_r, grad_z, grad_hidden_n = grad_hidden_gates.unbind(3)  # (D, T, B, H) each
+        grad_n = _scratch("grad_n", n.shape, states)  # n's input part
         grad_h = _scratch("grad_h", grad_states.shape, states)  # (D, T, B, H): total dh_t
         # Without temporaries of their own: grad_z holds 1 - z and grad_h holds h' - n until
         # they are needed for their real contents.
@@ -133,62 +160,74 @@ class FusedGRU(torch.autograd.Function):
         # The sequential chain: dh_{t-1} = grad_states[t-1] + z_t dh_t + dG_t W_hh.
         grad_h[:, -1] = grad_states[:, -1]
         g_out, g_h, z_all = grad_states.unbind(1), grad_h.unbind(1), z.unbind(1)
-        g_gates = grad_gates.unbind(1)
-        flat_gates = grad_gates.view(directions, steps, batch, 4 * hidden)
+        g_gates = grad_hidden_gates.unbind(1)  # (D, B, 3, H) per step
+        hidden_rows = grad_hidden_gates.view(directions, steps, batch, gates)
         g_h_by_direction = [grad_h[d].unbind(0) for d in range(directions)]
-        g_hidden_by_direction = [flat_gates[d, ..., hidden:].unbind(0) for d in range(directions)]
+        g_hidden_by_direction = [hidden_rows[d].unbind(0) for d in range(directions)]
         weight_hh_t = [weight.t() for weight in weight_hh.unbind(0)]  # (H, 3H): x @ W_hh
         # The hidden-gate gradient as a matmul operand: a bf16 copy of both directions per step.
-        g_operand = grad_states.new_empty(directions, batch, 3 * hidden, dtype=matmul_dtype) \
+        g_operand = grad_states.new_empty(directions, batch, gates, dtype=matmul_dtype) \
             if low else None
         for t in range(steps - 1, -1, -1):
-            g_gates[t].mul_(g_h[t].unsqueeze(2))  # (D, B, 4, H)
+            g_gates[t].mul_(g_h[t].unsqueeze(2))  # (D, B, 3, H)
             if t == 0:
                 break
             torch.addcmul(g_out[t - 1], g_h[t], z_all[t], out=g_h[t - 1])
             if g_operand is not None:
-                hidden_gradients = g_operand.copy_(flat_gates[:, t, :, hidden:]).unbind(0)
+                hidden_gradients = g_operand.copy_(hidden_rows[:, t]).unbind(0)
             else:
                 hidden_gradients = [g[t] for g in g_hidden_by_direction]
             for d in range(directions):
                 g_h_by_direction[d][t - 1].add_(_linear(hidden_gradients[d], weight_hh_t[d]))
-        # Everything else is one big matmul (or sum) per direction over all steps. oneDNN wants
-        # contiguous operands (it copies others itself, into fresh memory), and the weight
-        # gradients want the gate gradients transposed: copies (D, T*B, 3H) and (D, 3H, T*B).
+        grad_n.mul_(grad_h)
+        # Everything else is one big matmul (or sum) per direction over all steps, on
+        # contiguous operands (oneDNN copies strided ones itself, into fresh memory; a strided
+        # weight operand took it seconds). A weight gradient G^T X is computed as (X^T G)^T:
+        # oneDNN transposes G while packing it, for less than ATen's transposing copy costs.
         # (In bf16 the copies are the casts; products come back to the exact dtype.)
-        flat_gates = flat_gates.view(directions, steps * batch, 4 * hidden)
-        rows, columns = _contiguous_copies(flat_gates[..., :3 * hidden], matmul_dtype)  # n, r, z
+        # The input gates' gradient, in W_ih's row order (r, z, n): (D, T*B, 3H).
+        input_rows = _scratch("rows", (directions, steps, batch, gates),
+                              flat_inputs if low else states)
+        input_rows[..., :2 * hidden].copy_(hidden_rows[..., :2 * hidden])
+        input_rows[..., 2 * hidden:].copy_(grad_n)
+        input_rows = input_rows.view(directions, rows_count, gates)
+        # The backward direction's rows are in its reading order: it meets the inputs reversed
+        # in time (T - 1 - t), and its input gradient comes back reversed.
+        sources = [flat_inputs]
+        if directions == 2:
+            sources.append(torch.index_select(flat_inputs.view(steps, batch, -1), 0,
+                                              reversed_steps).view(rows_count, -1))
         grad_inputs = None
         if ctx.needs_input_grad[0]:  # not when the embedding is frozen
-            weight_ih_nrz = weight_ih.roll(hidden, dims=1)  # rows n, r, z
-            grad_inputs = torch.stack([_linear(rows[d], weight_ih_nrz[d].t())
-                                       for d in range(directions)]).view(inputs.shape)
-            grad_inputs = grad_inputs.to(exact)
-        flat_inputs = inputs.reshape(directions, steps * batch, -1)
-        grad_weight_ih = torch.stack([_linear(columns[d], flat_inputs[d].t())
-                                      for d in range(directions)]).to(exact).roll(-hidden, dims=1)
-        grad_bias_ih = columns.sum(2, dtype=exact).roll(-hidden, dims=1)
-        rows, columns = _contiguous_copies(flat_gates[..., hidden:], matmul_dtype)  # r, z, n
-        previous = states[:, :-1].reshape(directions, steps * batch, hidden).to(matmul_dtype)
-        grad_weight_hh = torch.stack([_linear(columns[d], previous[d].t())
+            grad_inputs = _linear(input_rows[0], weight_ih[0].t())
+            if directions == 2:
+                backward_part = _linear(input_rows[1], weight_ih[1].t())
+                grad_inputs += torch.index_select(backward_part.view(steps, batch, -1), 0,
+                                                  reversed_steps).view(rows_count, -1)
+            grad_inputs = grad_inputs.to(exact).view(ctx.input_shape)
+        grad_weight_ih = torch.stack([_linear(source.t(), input_rows[d].t()).t()
+                                      for d, source in enumerate(sources)]).to(exact)
+        grad_bias_ih = input_rows.sum(1, dtype=exact)
+        # The hidden gates' gradient (r, z, n) in each direction's reading order, as the states.
+        hidden_rows = hidden_rows.view(directions, rows_count, gates)
+        hidden_operand = hidden_rows.to(matmul_dtype)
+        previous = states[:, :-1].reshape(directions, rows_count, hidden).to(matmul_dtype)
+        grad_weight_hh = torch.stack([_linear(previous[d].t(), hidden_operand[d].t()).t()
                                       for d in range(directions)]).to(exact)
         return (grad_inputs, grad_weight_ih, grad_weight_hh, grad_bias_ih,
-                columns.sum(2, dtype=exact), None)
+                hidden_rows.sum(1), None, None)
 
 
-def _contiguous_copies(values: torch.Tensor, dtype: torch.dtype
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """values (D, N, M) with strided rows -> contiguous scratch copies (D, N, M) and (D, M, N)
-    in `dtype`, valid until the next call.
+def _copy_reversed_time(destination: torch.Tensor, source: torch.Tensor,
+                        reversed_steps: torch.Tensor) -> None:
+    """destination[t] = source[T - 1 - t] along dim 0 (`reversed_steps` = T-1, ..., 0).
 
-    In two steps, one matrix at a time: ATen's transposing copy was ~6x slower from strided rows.
-    """
-    like = values if dtype == values.dtype else values.new_empty(0, dtype=dtype)
-    rows = _scratch("rows", values.shape, like).copy_(values)
-    columns = _scratch("columns", (values.size(0), values.size(2), values.size(1)), like)
-    for matrix, transposed in zip(rows, columns, strict=True):
-        transposed.copy_(matrix.t())
-    return rows, columns
+    index_select writes a contiguous destination of the same dtype in one pass, as fast as a
+    plain copy; index_copy_ took 3.7x that; otherwise a flipped copy, then a copy."""
+    if destination.is_contiguous() and destination.dtype == source.dtype:
+        torch.index_select(source, 0, reversed_steps, out=destination)
+    else:
+        destination.copy_(source.flip(0))
 
 
 _SCRATCH = threading.local()
@@ -235,12 +274,17 @@ def _linear(inputs: torch.Tensor, weight: torch.Tensor,
 
 
 def fused_gru(inputs: torch.Tensor, weights: list[list[torch.Tensor]],
+              lengths: torch.Tensor | None = None,
               matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """inputs (D, T, B, E); weights: per direction [weight_ih, weight_hh, bias_ih, bias_hh]
-    -> states (D, T, B, H). matmul_dtype: the matmuls' operands (default: the inputs' dtype;
-    bfloat16 as under CPU autocast)."""
+    """A GRU layer (one or two directions, as `weights` has) over time-major inputs (T, B, E)
+    -> outputs (T, B, D*H), as `nn.GRU`'s for texts of these `lengths` (B,) (default: all T).
+    weights: per direction [weight_ih, weight_hh, bias_ih, bias_hh]; matmul_dtype: the
+    matmuls' operands (default: the inputs' dtype; bfloat16 as under CPU autocast)."""
+    if len(weights) not in (1, 2):
+        raise ValueError(f"a GRU layer has 1 or 2 directions, not {len(weights)}")
     stacked = [torch.stack(group) for group in zip(*weights, strict=True)]
-    return FusedGRU.apply(inputs, *stacked, matmul_dtype or inputs.dtype)
+    lengths = None if lengths is None else lengths.to("cpu", torch.int64)
+    return FusedGRU.apply(inputs, *stacked, lengths, matmul_dtype or inputs.dtype)
 
 
 def release_scratch() -> None:

@@ -17,6 +17,7 @@ from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnclf.cpu_inference import recurrent_layer, reverse_time, token_gates
+from rnnclf.dropout import Dropout, dropout
 from rnnclf.fused_gru import fused_gru
 from rnnclf.ngrams import NgramBag
 
@@ -93,7 +94,7 @@ class RNNClassifier(nn.Module):
         self.bidirectional = bidirectional
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_index,
                                       sparse=sparse_embedding)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.embedding_dropout = Dropout(embedding_dropout)
         self.rnn = CELLS[cell](
             embedding_dim,
             hidden_size,
@@ -102,7 +103,7 @@ class RNNClassifier(nn.Module):
             dropout=rnn_dropout if num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.output_dropout = nn.Dropout(dropout)
+        self.output_dropout = Dropout(dropout)
         directions = 2 if bidirectional else 1
         state_size = hidden_size * directions
         if pooling == "attention":
@@ -128,7 +129,8 @@ class RNNClassifier(nn.Module):
         lengths = lengths.cpu()
         if self._lean_inference(tokens):
             return self._inference_features(tokens, lengths)
-        embedded = self.embedding_dropout(self.embedding(tokens))  # (B, T, E)
+        # Looked up time-major, the layout the recurrent kernels run in: (B, T, E) is a view.
+        embedded = self.embedding_dropout(self.embedding(tokens.t())).transpose(0, 1)
         if not embedded.is_cuda and MAX_PADDED_WORK > 0:
             return self._padded_in_segments(embedded, lengths)
         # Training and eval batches arrive longest first; then packing skips a sort of the
@@ -199,9 +201,9 @@ class RNNClassifier(nn.Module):
         layer_input = embedded  # (B, T, E), later (B, T, D)
         for layer in range(rnn.num_layers):
             if layer > 0 and rnn.dropout > 0:
-                layer_input = nn.functional.dropout(layer_input, rnn.dropout, self.training)
+                layer_input = dropout(layer_input, rnn.dropout, self.training)
             if fused:
-                layer_input = self._fused_gru_layer(layer_input, layer, reverse, autocast)
+                layer_input = self._fused_gru_layer(layer_input, layer, lengths, autocast)
                 continue
             outputs = []
             for suffix in directions:
@@ -216,8 +218,9 @@ class RNNClassifier(nn.Module):
             layer_input = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]
         states = layer_input  # (B, T, D); rows past a text's length hold junk
         if self.pooling != "last":
-            # Zero the junk, as pad_packed_sequence leaves padding: then both paths pool alike.
-            states = states.masked_fill(~valid.unsqueeze(2), 0.0)
+            if self.pooling != "max":  # (max pooling masks the junk itself)
+                # Zero the junk, as pad_packed_sequence leaves padding: both paths pool alike.
+                states = states.masked_fill(~valid.unsqueeze(2), 0.0)
             return self._pool_states(states, lengths.to(states.device))
         # last: forward direction at the last token; backward direction at the first.
         last = (lengths - 1).to(states.device).view(batch, 1, 1).expand(batch, 1, states.size(2))
@@ -227,22 +230,17 @@ class RNNClassifier(nn.Module):
         hidden = rnn.hidden_size
         return torch.cat([final[:, :hidden], states[:, 0, hidden:]], dim=1)  # (B, 2H)
 
-    def _fused_gru_layer(self, layer_input: torch.Tensor, layer: int, reverse: torch.Tensor,
+    def _fused_gru_layer(self, layer_input: torch.Tensor, layer: int, lengths: torch.Tensor,
                          matmul_dtype: torch.dtype | None) -> torch.Tensor:
-        """One GRU layer, all directions in one `fused_gru` pass: (B, T, E) -> (B, T, D);
+        """One GRU layer, all directions in one `fused_gru` pass: (B, T, E) -> (B, T, D), a
+        view of time-major outputs (the inputs, too, are best a view of time-major ones);
         matmul_dtype bfloat16 under CPU autocast (gate math and states stay fp32)."""
         suffixes = ("", "_reverse") if self.bidirectional else ("",)
         weights = [[getattr(self.rnn, f"{name}_l{layer}{suffix}")
                     for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
                    for suffix in suffixes]
-        sources = [layer_input]
-        if self.bidirectional:
-            sources.append(_gather_time(layer_input, reverse))
-        inputs = torch.stack([source.transpose(0, 1) for source in sources])  # (dirs, T, B, E)
-        states = fused_gru(inputs, weights, matmul_dtype).transpose(1, 2)  # (dirs, B, T, H)
-        if not self.bidirectional:
-            return states[0]
-        return torch.cat([states[0], _gather_time(states[1], reverse)], dim=2)  # (B, T, 2H)
+        return fused_gru(layer_input.transpose(0, 1), weights, lengths,
+                         matmul_dtype).transpose(0, 1)
 
     def _lean_inference(self, tokens: torch.Tensor) -> bool:
         """Whether `_inference_features` computes this batch: eval mode, without autograd, in

@@ -403,7 +403,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["mean_tokens"] = float(data.train.lengths.float().mean())
 
     rows = []
+    wanted = {name.strip() for name in args.rows.split(",") if name.strip()}
     for name, config in bench_configs(settings):
+        if wanted and name not in wanted:
+            continue
         log(f"training {name} ...")
         runner = RnnclfRunner(config, data, settings, seed=0)
         torch.manual_seed(0)
@@ -512,6 +515,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=0, help="timed training steps per repeat")
     parser.add_argument("--repeats", type=int, default=0, help="interleaved repeats")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--rows", default="",
+                        help="comma-separated model rows to run (e.g. gru-bi,default; "
+                             "default: all)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)

@@ -26,7 +26,7 @@ def assert_matches_gru(gru: nn.GRU, inputs: torch.Tensor, leaf: torch.Tensor) ->
     """fused_gru on time-major `inputs` gives nn.GRU's outputs and the same gradients for
     `leaf` (the tensor `inputs` was made from) and every GRU parameter."""
     reference = gru(inputs)[0]
-    fused = fused_gru(inputs.unsqueeze(0), gru_weights(gru))[0]
+    fused = fused_gru(inputs, gru_weights(gru))
     torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
     expected = torch.autograd.grad(reference.sum(), [leaf, *gru.parameters()])
     actual = torch.autograd.grad(fused.sum(), [leaf, *gru.parameters()])
@@ -63,25 +63,28 @@ def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
 
     def counting(inputs: torch.Tensor, weights: list[list[torch.Tensor]],
+                 lengths: torch.Tensor | None = None,
                  matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
         calls.append(len(weights))
-        return fused_gru(inputs, weights, matmul_dtype)
+        return fused_gru(inputs, weights, lengths, matmul_dtype)
 
     monkeypatch.setattr(rnnclf.model, "fused_gru", counting)
     return calls
 
 
 @pytest.mark.parametrize("directions", [1, 2])
-def test_gradcheck_float64(directions: int) -> None:
+@pytest.mark.parametrize("lengths", [None, [4, 1, 3]])
+def test_gradcheck_float64(directions: int, lengths: list[int] | None) -> None:
+    """Every gradient, padded positions included (the backward direction's inert padding)."""
     torch.manual_seed(0)
     steps, batch, features, hidden = 4, 3, 3, 2
-    inputs = torch.randn(directions, steps, batch, features, dtype=torch.float64,
-                         requires_grad=True)
+    inputs = torch.randn(steps, batch, features, dtype=torch.float64, requires_grad=True)
     shapes = [(3 * hidden, features), (3 * hidden, hidden), (3 * hidden,), (3 * hidden,)]
     weights = [torch.randn(directions, *shape, dtype=torch.float64, requires_grad=True)
                for shape in shapes]
-    assert torch.autograd.gradcheck(lambda *args: FusedGRU.apply(*args, torch.float64),
-                                    (inputs, *weights))
+    text_lengths = None if lengths is None else torch.tensor(lengths)
+    assert torch.autograd.gradcheck(
+        lambda *args: FusedGRU.apply(*args, text_lengths, torch.float64), (inputs, *weights))
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -91,10 +94,7 @@ def test_matches_nn_gru_outputs_and_every_gradient(bidirectional: bool) -> None:
     steps, batch = 11, 5
     inputs = torch.randn(steps, batch, EMBEDDING, requires_grad=True)  # (T, B, E)
     reference = gru(inputs)[0]  # (T, B, D*H)
-    directions = [inputs, inputs.flip(0)] if bidirectional else [inputs]
-    states = fused_gru(torch.stack(directions), gru_weights(gru))  # (D, T, B, H)
-    outputs = [states[0]] + ([states[1].flip(0)] if bidirectional else [])
-    fused = torch.cat(outputs, dim=2)
+    fused = fused_gru(inputs, gru_weights(gru))
     torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
     upstream = torch.randn_like(reference)
     wrt = [inputs, *gru.parameters()]

@@ -182,8 +182,11 @@ class RNNClassifier(nn.Module):
         backward direction reads each text reversed in place (padding stays at the end).
         Padded positions are masked out of the pooling, so they get no gradient.
         A GRU that trains in fp32/fp64, or fp32 under CPU autocast to bf16, runs both
-        directions of a layer through `fused_gru` (same results, faster backward). Inference
-        in fp32 (or bf16 autocast) goes to `_inference_features`.
+        directions of a layer through `fused_gru` (same results, faster; its backward direction
+        reads the batch reversed in time with the padding made inert, so it needs no per-text
+        reversal). `embedded` is best a (B, T, E) view of time-major values, as
+        `_recurrent_features` makes it. Inference in fp32 (or bf16 autocast) goes to
+        `_inference_features`.
         """
         batch, width, _ = embedded.shape
         valid, reverse = _valid_and_reverse(lengths, width)

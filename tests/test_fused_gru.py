@@ -218,3 +218,27 @@ def test_non_contiguous_input() -> None:
     batch_major = torch.randn(3, 5, EMBEDDING, requires_grad=True)  # (B, T, E)
     inputs = batch_major.transpose(0, 1)  # (T, B, E) view, not contiguous
     assert_matches_gru(gru, inputs, leaf=batch_major)
+
+
+def test_texts_of_varied_lengths_match_a_packed_nn_gru() -> None:
+    """With `lengths`, each text's outputs equal nn.GRU's on the packed batch (the backward
+    direction starts at the text's own last token), the backward states past a text's end are
+    exactly 0, and the gradients equal the packed GRU's."""
+    torch.manual_seed(4)
+    gru = nn.GRU(EMBEDDING, HIDDEN, bidirectional=True)
+    lengths = torch.tensor([9, 4, 7, 1, 9])
+    steps = int(lengths.max())
+    inputs = torch.randn(steps, len(lengths), EMBEDDING, requires_grad=True)
+    packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths, enforce_sorted=False)
+    reference, _ = nn.utils.rnn.pad_packed_sequence(gru(packed)[0])  # (T, B, 2H), 0-padded
+    fused = fused_gru(inputs, gru_weights(gru), lengths)
+    valid = (torch.arange(steps).unsqueeze(1) < lengths).unsqueeze(2)  # (T, B, 1)
+    torch.testing.assert_close(fused * valid, reference, atol=1e-5, rtol=1e-5)
+    assert torch.equal(fused[..., HIDDEN:] * ~valid, torch.zeros_like(fused[..., HIDDEN:]))
+    upstream = torch.randn_like(reference) * valid  # nothing flows in from padded positions
+    wrt = [inputs, *gru.parameters()]
+    expected = torch.autograd.grad(reference, wrt, upstream)
+    actual = torch.autograd.grad(fused, wrt, upstream)
+    for name, got, want in zip(["inputs", *dict(gru.named_parameters())], actual, expected,
+                               strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=name)

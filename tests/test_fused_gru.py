@@ -35,6 +35,18 @@ def assert_matches_gru(gru: nn.GRU, inputs: torch.Tensor, leaf: torch.Tensor) ->
 
 
 
+def assert_same_gradients(gru: nn.GRU, inputs: torch.Tensor, fused: torch.Tensor,
+                          reference: torch.Tensor, upstream: torch.Tensor) -> None:
+    """`upstream` through `fused` and through `reference` gives the same gradient for the
+    inputs and every GRU parameter."""
+    wrt = [inputs, *gru.parameters()]
+    expected = torch.autograd.grad(reference, wrt, upstream)
+    actual = torch.autograd.grad(fused, wrt, upstream)
+    for name, got, want in zip(["inputs", *dict(gru.named_parameters())], actual, expected,
+                               strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=name)
+
+
 def padded_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """7 texts of varied lengths (1 to 9 tokens), unsorted, zero-padded: tokens, lengths, labels."""
     generator = torch.Generator().manual_seed(seed)
@@ -97,12 +109,7 @@ def test_matches_nn_gru_outputs_and_every_gradient(bidirectional: bool) -> None:
     fused = fused_gru(inputs, gru_weights(gru))
     torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
     upstream = torch.randn_like(reference)
-    wrt = [inputs, *gru.parameters()]
-    expected = torch.autograd.grad(reference, wrt, upstream)
-    actual = torch.autograd.grad(fused, wrt, upstream)
-    for name, got, want in zip(["inputs", *dict(gru.named_parameters())], actual, expected,
-                               strict=True):
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=name)
+    assert_same_gradients(gru, inputs, fused, reference, upstream)
 
 
 def test_buffers_reused_across_sizes_give_fresh_results() -> None:
@@ -236,9 +243,4 @@ def test_texts_of_varied_lengths_match_a_packed_nn_gru() -> None:
     torch.testing.assert_close(fused * valid, reference, atol=1e-5, rtol=1e-5)
     assert torch.equal(fused[..., HIDDEN:] * ~valid, torch.zeros_like(fused[..., HIDDEN:]))
     upstream = torch.randn_like(reference) * valid  # nothing flows in from padded positions
-    wrt = [inputs, *gru.parameters()]
-    expected = torch.autograd.grad(reference, wrt, upstream)
-    actual = torch.autograd.grad(fused, wrt, upstream)
-    for name, got, want in zip(["inputs", *dict(gru.named_parameters())], actual, expected,
-                               strict=True):
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=name)
+    assert_same_gradients(gru, inputs, fused, reference, upstream)

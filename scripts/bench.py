@@ -369,6 +369,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         settings.steps = args.steps
     if args.repeats:
         settings.repeats = args.repeats
+    configs = bench_configs(settings)
+    wanted = {name.strip() for name in args.rows.split(",") if name.strip()}
+    unknown = wanted - {name for name, _ in configs}
+    if unknown:  # before anything is measured
+        raise SystemExit(f"error: no bench row named {', '.join(sorted(unknown))}; rows: "
+                         f"{', '.join(name for name, _ in configs)}")
     load_before = os.getloadavg()
     started = time.perf_counter()
     report: dict[str, Any] = {
@@ -403,8 +409,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["mean_tokens"] = float(data.train.lengths.float().mean())
 
     rows = []
-    wanted = {name.strip() for name in args.rows.split(",") if name.strip()}
-    for name, config in bench_configs(settings):
+    for name, config in configs:
         if wanted and name not in wanted:
             continue
         log(f"training {name} ...")

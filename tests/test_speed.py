@@ -410,6 +410,20 @@ def test_bench_smoke_run_reports_every_measurement(tmp_path: Path) -> None:
     assert report["memory"]["peak_rss_mib"] > 50
 
 
+def test_bench_rows_picks_rows_and_names_the_valid_ones(tmp_path: Path) -> None:
+    command = [sys.executable, str(REPO / "scripts" / "bench.py"), "--smoke", "--json",
+               "--workdir", str(tmp_path), "--rows"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([*command, "gru-bi"], capture_output=True, text=True, timeout=600,
+                            check=False, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [row["name"] for row in json.loads(result.stdout)["training"]] == ["gru-bi"]
+    result = subprocess.run([*command, "gru-bi,gru-tri"], capture_output=True, text=True,
+                            timeout=600, check=False, env=env)
+    assert result.returncode != 0 and not result.stdout
+    assert "no bench row named gru-tri; rows: rnn-uni, rnn-bi" in result.stderr
+
+
 def test_gpu_bench_smoke_run_on_the_cpu() -> None:
     """scripts/gpu_bench.py (run by hand on a GPU machine) keeps working between GPU sessions."""
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_bench.py"), "--smoke",

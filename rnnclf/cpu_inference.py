@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from rnnclf import kernels
 from rnnclf.fused_gru import _linear
 
 
@@ -71,6 +72,9 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
         if inputs.dim() == 3:
             weight_ih = weight_ih.to(matmul_dtype)
             bias_ih = None if bias_ih is None else bias_ih.to(matmul_dtype)
+    if not low and cell in _KERNEL_STEPS and kernels.usable(weight_hh):
+        return _kernel_layer(cell, inputs, active, pooling, weight_ih, weight_hh, bias_ih,
+                             bias_hh)
     for t, rows in enumerate(active):
         if inputs.dim() == 2:
             gates = torch.index_select(weight_ih, 0, inputs[t, :rows], out=buffer[:rows])
@@ -107,6 +111,45 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
         elif pooling == "sum":
             pooled[:rows] += h_now
     return states if states is not None else pooled
+
+
+# Pooling as rnnclf/_kernels.c's inference steps take it: copy the first state, then keep
+# the running maximum or sum.
+_KERNEL_POOLS = {"max": 1, "sum": 2}
+_KERNEL_STEPS = {"gru": "gru_infer_step", "lstm": "lstm_infer_step"}
+
+
+def _kernel_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling: str,
+                  weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor | None,
+                  bias_hh: torch.Tensor) -> torch.Tensor:
+    """`recurrent_layer` for a GRU or LSTM in fp32 with the C step: per step one matmul, then
+    one call that reads the input gates (gathering a table's rows itself), does the gate math,
+    updates the state in place and pools it."""
+    steps, batch = inputs.shape[:2]
+    hidden = weight_hh.size(1)
+    inputs = inputs.contiguous()
+    states = weight_hh.new_empty(steps, batch, hidden) if pooling == "none" else None
+    h = weight_hh.new_zeros(batch, hidden)  # row b: its state at step min(t, length_b - 1)
+    cell_state = weight_hh.new_zeros(batch, hidden) if cell == "lstm" else None
+    pooled = weight_hh.new_empty(batch, hidden) if pooling in _KERNEL_POOLS else None
+    pooled_at = None if pooled is None else pooled.data_ptr()
+    table_at = weight_ih.data_ptr() if inputs.dim() == 2 else None
+    step = getattr(kernels.KERNELS, _KERNEL_STEPS[cell])
+    state_at = (h.data_ptr(),) if cell_state is None else (h.data_ptr(), cell_state.data_ptr())
+    for t, rows in enumerate(active):
+        if table_at is not None:  # rows of the token table, read by the kernel
+            gates_at, tokens_at = table_at, inputs[t].data_ptr()
+        else:
+            gates = _linear(inputs[t, :rows], weight_ih, bias_ih)  # (rows, G*H)
+            gates_at, tokens_at = gates.data_ptr(), None
+        hidden_gates = _linear(h[:rows], weight_hh, bias_hh)  # (rows, G*H)
+        step(rows, hidden, gates_at, tokens_at, hidden_gates.data_ptr(), *state_at, pooled_at,
+             0 if t == 0 else _KERNEL_POOLS.get(pooling, 0))
+        if states is not None:
+            states[t, :rows] = h[:rows]
+    if states is not None:
+        return states
+    return h if pooled is None else pooled
 
 
 def reverse_time(values: torch.Tensor, reverse: torch.Tensor) -> torch.Tensor:

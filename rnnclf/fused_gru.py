@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
+from rnnclf import kernels
+
 
 class FusedGRU(torch.autograd.Function):
     """D = 1 or 2 single-layer GRUs over the same time-major input, starting from h = 0; the
@@ -57,6 +59,9 @@ class FusedGRU(torch.autograd.Function):
     def forward(ctx: Any, inputs: torch.Tensor, weight_ih: torch.Tensor,
                 weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
                 lengths: torch.Tensor | None, matmul_dtype: torch.dtype) -> torch.Tensor:
+        ctx.kernel = matmul_dtype == inputs.dtype and kernels.usable(inputs, weight_hh)
+        if ctx.kernel:
+            return _kernel_forward(ctx, inputs, weight_ih, weight_hh, bias_ih, bias_hh, lengths)
         steps, batch, features = inputs.shape
         directions, gates, _ = weight_ih.shape  # gates = 3H
         hidden = weight_hh.size(2)
@@ -124,10 +129,12 @@ class FusedGRU(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if ctx.kernel:
+            return _kernel_backward(ctx, grad_outputs)
         flat_inputs, weight_ih, weight_hh = ctx.saved_tensors  # in the matmuls' dtype
         rz, reset_hidden, n, states, reversed_steps = ctx.saved
         directions, steps, batch, hidden = n.shape
-        gates, rows_count = 3 * hidden, steps * batch
+        gates = 3 * hidden
         matmul_dtype, exact = flat_inputs.dtype, states.dtype
         low = matmul_dtype != exact
         # The outputs' gradient in each direction's reading order: (D, T, B, H).
@@ -180,42 +187,140 @@ class FusedGRU(torch.autograd.Function):
             for d in range(directions):
                 g_h_by_direction[d][t - 1].add_(_linear(hidden_gradients[d], weight_hh_t[d]))
         grad_n.mul_(grad_h)
-        # Everything else is one big matmul (or sum) per direction over all steps, on
-        # contiguous operands (oneDNN copies strided ones itself, into fresh memory; a strided
-        # weight operand took it seconds). A weight gradient G^T X is computed as (X^T G)^T:
-        # oneDNN transposes G while packing it, for less than ATen's transposing copy costs.
-        # (In bf16 the copies are the casts; products come back to the exact dtype.)
         # The input gates' gradient, in W_ih's row order (r, z, n): (D, T*B, 3H).
         input_rows = _scratch("rows", (directions, steps, batch, gates),
                               flat_inputs if low else states)
         input_rows[..., :2 * hidden].copy_(hidden_rows[..., :2 * hidden])
         input_rows[..., 2 * hidden:].copy_(grad_n)
-        input_rows = input_rows.view(directions, rows_count, gates)
-        # The backward direction's rows are in its reading order: it meets the inputs reversed
-        # in time (T - 1 - t), and its input gradient comes back reversed.
-        sources = [flat_inputs]
+        return _matmul_gradients(ctx, input_rows, hidden_rows)
+
+
+def _matmul_gradients(ctx: Any, input_rows: torch.Tensor, hidden_rows: torch.Tensor,
+                      bias_gradients: tuple[torch.Tensor, torch.Tensor] | None = None,
+                      ) -> tuple[torch.Tensor | None, ...]:
+    """The backward's products over all steps at once, from the gradients of the gate
+    pre-activations per direction in its reading order, (D, T, B, 3H) each: input_rows for
+    W_ih x + b_ih, hidden_rows for W_hh h + b_hh -> FusedGRU.backward's return value.
+    bias_gradients: (b_ih's, b_hh's) where the caller summed them already, else their sums.
+
+    Each is one big matmul (or sum) per direction, on contiguous operands (oneDNN copies strided
+    ones itself, into fresh memory; a strided weight operand took it seconds). A weight gradient
+    G^T X is computed as (X^T G)^T: oneDNN transposes G while packing it, for less than ATen's
+    transposing copy costs. (In bf16 the copies are the casts; products come back in fp32.)
+    """
+    flat_inputs, weight_ih, _ = ctx.saved_tensors  # in the matmuls' dtype
+    states, reversed_steps = ctx.saved[3], ctx.saved[4]
+    directions, steps, batch, gates = input_rows.shape
+    rows_count, matmul_dtype, exact = steps * batch, flat_inputs.dtype, states.dtype
+    input_rows = input_rows.view(directions, rows_count, gates)
+    # The backward direction's rows are in its reading order: it meets the inputs reversed
+    # in time (T - 1 - t), and its input gradient comes back reversed.
+    sources = [flat_inputs]
+    if directions == 2:
+        sources.append(torch.index_select(flat_inputs.view(steps, batch, -1), 0,
+                                          reversed_steps).view(rows_count, -1))
+    grad_inputs = None
+    if ctx.needs_input_grad[0]:  # not when the embedding is frozen
+        grad_inputs = _linear(input_rows[0], weight_ih[0].t())
         if directions == 2:
-            sources.append(torch.index_select(flat_inputs.view(steps, batch, -1), 0,
-                                              reversed_steps).view(rows_count, -1))
-        grad_inputs = None
-        if ctx.needs_input_grad[0]:  # not when the embedding is frozen
-            grad_inputs = _linear(input_rows[0], weight_ih[0].t())
-            if directions == 2:
-                backward_part = _linear(input_rows[1], weight_ih[1].t())
-                grad_inputs += torch.index_select(backward_part.view(steps, batch, -1), 0,
-                                                  reversed_steps).view(rows_count, -1)
-            grad_inputs = grad_inputs.to(exact).view(ctx.input_shape)
-        grad_weight_ih = torch.stack([_linear(source.t(), input_rows[d].t()).t()
-                                      for d, source in enumerate(sources)]).to(exact)
-        grad_bias_ih = input_rows.sum(1, dtype=exact)
-        # The hidden gates' gradient (r, z, n) in each direction's reading order, as the states.
-        hidden_rows = hidden_rows.view(directions, rows_count, gates)
-        hidden_operand = hidden_rows.to(matmul_dtype)
-        previous = states[:, :-1].reshape(directions, rows_count, hidden).to(matmul_dtype)
-        grad_weight_hh = torch.stack([_linear(previous[d].t(), hidden_operand[d].t()).t()
-                                      for d in range(directions)]).to(exact)
-        return (grad_inputs, grad_weight_ih, grad_weight_hh, grad_bias_ih,
-                hidden_rows.sum(1), None, None)
+            backward_part = _linear(input_rows[1], weight_ih[1].t())
+            grad_inputs += torch.index_select(backward_part.view(steps, batch, -1), 0,
+                                              reversed_steps).view(rows_count, -1)
+        grad_inputs = grad_inputs.to(exact).view(ctx.input_shape)
+    grad_weight_ih = torch.stack([_linear(source.t(), input_rows[d].t()).t()
+                                  for d, source in enumerate(sources)]).to(exact)
+    if bias_gradients is None:
+        bias_gradients = input_rows.sum(1, dtype=exact), hidden_rows.sum((1, 2), dtype=exact)
+    # Against the previous states h_{t-1} (views of the saved states in fp32).
+    hidden_rows = hidden_rows.view(directions, rows_count, gates)
+    hidden_operand = hidden_rows.to(matmul_dtype)
+    grad_weight_hh = torch.stack([
+        _linear(states[d, :-1].reshape(rows_count, -1).to(matmul_dtype).t(),
+                hidden_operand[d].t()).t() for d in range(directions)]).to(exact)
+    return (grad_inputs, grad_weight_ih, grad_weight_hh, bias_gradients[0],
+            bias_gradients[1], None, None)
+
+
+def _kernel_forward(ctx: Any, inputs: torch.Tensor, weight_ih: torch.Tensor,
+                    weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
+                    lengths: torch.Tensor | None) -> torch.Tensor:
+    """FusedGRU.forward in fp32 with the C step (rnnclf/_kernels.c): per step one matmul per
+    direction, then one call for both directions' gate math. The kernel reads every step's input
+    gates straight from the one input matmul, the backward direction's at T - 1 - t, treats the
+    backward direction's leading padding as inert itself (no +inf), and writes the outputs in
+    text order."""
+    steps, batch, features = inputs.shape
+    directions, gates, _ = weight_ih.shape
+    hidden = weight_hh.size(2)
+    flat_inputs = inputs.reshape(steps * batch, features)
+    products = _linear(flat_inputs, weight_ih.reshape(directions * gates, features),
+                       bias_ih.reshape(-1)).contiguous()  # (T, B, D, 3H)
+    pad_before = None
+    if directions == 2 and lengths is not None and bool((lengths < steps).any()):
+        pad_before = (steps - lengths).contiguous()
+    rz = inputs.new_empty(directions, steps, batch, 2 * hidden)
+    reset_hidden = inputs.new_empty(directions, steps, batch, hidden)
+    n = inputs.new_empty(directions, steps, batch, hidden)
+    states = inputs.new_empty(directions, steps + 1, batch, hidden)  # [:, t] = h_{t-1}
+    states[:, 0] = 0
+    outputs = inputs.new_empty(steps, batch, directions, hidden)
+    h_by_direction = [states[d].unbind(0) for d in range(directions)]
+    step_weights = list(zip(weight_hh.unbind(0), bias_hh.unbind(0), strict=True))
+    step = kernels.KERNELS.gru_train_forward_step
+    pointers = (products.data_ptr(), None if pad_before is None else pad_before.data_ptr(),
+                states.data_ptr(), rz.data_ptr(), reset_hidden.data_ptr(), n.data_ptr(),
+                outputs.data_ptr())
+    products_at, pad_at, states_at, rz_at, reset_hidden_at, n_at, outputs_at = pointers
+    for t in range(steps):
+        hidden_gates = [_linear(h[t], weight, bias)  # (B, 3H) per direction
+                        for h, (weight, bias) in zip(h_by_direction, step_weights, strict=True)]
+        step(steps, batch, hidden, directions, t, products_at, hidden_gates[0].data_ptr(),
+             hidden_gates[-1].data_ptr(), pad_at, states_at, rz_at, reset_hidden_at, n_at,
+             outputs_at)
+    ctx.save_for_backward(flat_inputs, weight_ih, weight_hh)
+    ctx.saved = rz, reset_hidden, n, states, torch.arange(steps - 1, -1, -1)
+    ctx.input_shape = inputs.shape
+    return outputs.view(steps, batch, directions * hidden)
+
+
+def _kernel_backward(ctx: Any, grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    """FusedGRU.backward in fp32 with the C step: per step one call computes both directions'
+    gate gradients (from the saved gates, the outputs' gradient and what reaches h_t from step
+    t + 1) and writes them in both layouts the matmuls read; then one matmul per direction
+    carries the hidden gates' gradient back to h_{t-1}."""
+    _, _, weight_hh = ctx.saved_tensors
+    rz, reset_hidden, n, states, _ = ctx.saved
+    directions, steps, batch, hidden = n.shape
+    if grad_outputs.stride(2) != 1:  # the kernel takes any time and batch strides
+        grad_outputs = grad_outputs.contiguous()  # (T, B, D*H)
+    hidden_rows = _scratch("grad_gates", (directions, steps, batch, 3 * hidden), states)
+    input_rows = _scratch("rows", (directions, steps, batch, 3 * hidden), states)
+    carried = states.new_empty(directions, batch, hidden)  # z_{t+1} dh_{t+1}
+    bias_partial = states.new_empty(4 * hidden)
+    bias_sums = states.new_zeros(directions, 4 * hidden, dtype=torch.float64)  # dr dz dn dn*r
+    hidden_by_direction = [hidden_rows[d].unbind(0) for d in range(directions)]
+    weight_hh_t = [weight.t() for weight in weight_hh.unbind(0)]  # (H, 3H): x @ W_hh
+    step = kernels.KERNELS.gru_train_backward_step
+    pointers = (grad_outputs.data_ptr(), carried.data_ptr(), rz.data_ptr(),
+                reset_hidden.data_ptr(), n.data_ptr(), states.data_ptr(),
+                hidden_rows.data_ptr(), input_rows.data_ptr(), bias_partial.data_ptr(),
+                bias_sums.data_ptr())
+    (grad_at, carried_at, rz_at, reset_hidden_at, n_at, states_at, hidden_at, input_at,
+     partial_at, sums_at) = pointers
+    time_stride, batch_stride = grad_outputs.stride(0), grad_outputs.stride(1)
+    recurrent: list[Any] = [None, None]  # dG_{t+1} W_hh per direction: none at t = T - 1
+    for t in range(steps - 1, -1, -1):
+        step(steps, batch, hidden, directions, t, grad_at, time_stride, batch_stride,
+             carried_at, recurrent[0] if recurrent[0] is None else recurrent[0].data_ptr(),
+             recurrent[-1] if recurrent[-1] is None else recurrent[-1].data_ptr(),
+             rz_at, reset_hidden_at, n_at, states_at, hidden_at, input_at, partial_at, sums_at)
+        if t > 0:
+            recurrent = [_linear(rows[t], weight)
+                         for rows, weight in zip(hidden_by_direction, weight_hh_t, strict=True)]
+    sums = bias_sums.to(states.dtype).view(directions, 4, hidden)
+    grad_bias_ih = sums[:, :3].reshape(directions, 3 * hidden)
+    grad_bias_hh = sums[:, [0, 1, 3]].reshape(directions, 3 * hidden)
+    return _matmul_gradients(ctx, input_rows, hidden_rows, (grad_bias_ih, grad_bias_hh))
 
 
 def _copy_reversed_time(destination: torch.Tensor, source: torch.Tensor,

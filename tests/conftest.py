@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kernel_support import KernelCalls
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -125,3 +126,28 @@ def tiny_agnews(tmp_path: Path) -> Path:
 def tiny_agnews_factory():
     """make_tiny_agnews, for module-scoped fixtures that cannot use the function-scoped one."""
     return make_tiny_agnews
+
+
+@pytest.fixture(params=["c", "aten"])
+def gate_math(request: pytest.FixtureRequest,
+              monkeypatch: pytest.MonkeyPatch) -> KernelCalls | None:
+    """Runs a test once with rnnclf's C gate kernels (counting their calls; skipped where they
+    were not built) and once with the same math in ATen ops."""
+    from rnnclf import kernels
+
+    if request.param == "aten":
+        monkeypatch.setattr(kernels, "KERNELS", None)
+        return None
+    return request.getfixturevalue("kernel_calls")
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> KernelCalls:
+    """Counts the calls of rnnclf's C gate kernels (skipped where they were not built)."""
+    from rnnclf import kernels
+
+    if kernels.KERNELS is None:
+        pytest.skip("rnnclf/_kernels.c is not built here (pip install -e . with a C compiler)")
+    counter = KernelCalls(kernels.KERNELS)
+    monkeypatch.setattr(kernels, "KERNELS", counter)
+    return counter

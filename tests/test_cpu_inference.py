@@ -17,6 +17,11 @@ from rnnclf.train import predict_split
 VOCAB, EMBEDDING, HIDDEN = 40, 8, 6
 
 
+@pytest.fixture(autouse=True)
+def _both_gate_maths(gate_math: object) -> None:
+    """Every test here runs with the C gate kernels and with ATen ops (conftest.gate_math)."""
+
+
 def padded_batch(seed: int = 0, extra_width: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """8 texts of varied lengths (1 to 9 tokens), unsorted, zero-padded past the longest."""
     generator = torch.Generator().manual_seed(seed)

@@ -17,6 +17,11 @@ from rnnclf.model import POOLINGS, RNNClassifier
 EMBEDDING, HIDDEN = 8, 6
 
 
+@pytest.fixture(autouse=True)
+def _both_gate_maths(gate_math: object) -> None:
+    """Every test here runs with the C gate kernels and with ATen ops (conftest.gate_math)."""
+
+
 def gru_weights(gru: nn.GRU) -> list[list[torch.Tensor]]:
     suffixes = ("", "_reverse") if gru.bidirectional else ("",)
     return [[getattr(gru, f"{name}_l0{suffix}") for name in

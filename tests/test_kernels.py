@@ -1,0 +1,117 @@
+"""rnnclf's C gate kernels (rnnclf/_kernels.c via rnnclf/kernels.py): built, accurate, used.
+
+Their results against nn.GRU, nn.LSTM and the ATen paths are checked in test_fused_gru.py and
+test_cpu_inference.py, where every test runs once with them and once without (`gate_math`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import torch
+from kernel_support import KernelCalls
+from torch import nn
+
+import rnnclf.model
+from rnnclf import kernels
+from rnnclf.fused_gru import fused_gru
+from rnnclf.model import RNNClassifier
+
+needs_kernels = pytest.mark.skipif(kernels.KERNELS is None,
+                                   reason="rnnclf/_kernels.c is not built here")
+
+
+def test_built_where_a_compiler_exists() -> None:
+    """`make install` builds them; a silent fallback would hide a broken build."""
+    if os.environ.get("RNNCLF_KERNELS") == "0":
+        pytest.skip("RNNCLF_KERNELS=0 turns them off")
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler here: rnnclf runs its ATen fallback")
+    assert kernels.KERNELS is not None
+
+
+def test_turned_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RNNCLF_KERNELS", "0")
+    assert kernels._load() is None
+
+
+@needs_kernels
+def test_a_library_from_an_older_source_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An editable install does not rebuild the library when _kernels.c changes: a stale one
+    (other signatures) must not be called."""
+    monkeypatch.setattr(kernels, "VERSION", kernels.VERSION + 1)
+    with pytest.warns(UserWarning, match="pip install -e"):
+        assert kernels._load() is None
+
+
+def activation(name: str, values: torch.Tensor) -> torch.Tensor:
+    values = values.contiguous()
+    out = torch.empty_like(values)
+    getattr(kernels.KERNELS, f"{name}_array")(values.numel(), values.data_ptr(), out.data_ptr())
+    return out
+
+
+@needs_kernels
+@pytest.mark.parametrize(("name", "reference", "tolerance"),
+                         [("sigmoid", torch.sigmoid, 2e-7), ("tanh", torch.tanh, 5e-7)])
+def test_activations_are_accurate_over_the_whole_range(name: str, reference: object,
+                                                       tolerance: float) -> None:
+    values = torch.cat([torch.linspace(-120, 120, 400_001), torch.linspace(-1e-3, 1e-3, 2001)])
+    got = activation(name, values).double()
+    want = reference(values.double())
+    assert float((got - want).abs().max()) <= tolerance
+
+
+@needs_kernels
+def test_activations_at_infinities_and_nan() -> None:
+    """sigmoid(+inf) = 1 exactly: the training kernel's padding relies on z = 1 there."""
+    special = torch.tensor([float("inf"), float("-inf"), float("nan"), 0.0])
+    sigmoid, tanh = activation("sigmoid", special), activation("tanh", special)
+    assert sigmoid[0] == 1.0 and 0.0 <= float(sigmoid[1]) < 1e-37 and sigmoid[3] == 0.5
+    assert tanh[0] == 1.0 and tanh[1] == -1.0 and tanh[3] == 0.0
+    assert torch.isnan(sigmoid[2]) and torch.isnan(tanh[2])  # never hidden as a finite value
+
+
+def gru_weights(gru: nn.GRU) -> list[list[torch.Tensor]]:
+    return [[getattr(gru, f"{name}_l0{suffix}") for name in
+             ("weight_ih", "weight_hh", "bias_ih", "bias_hh")] for suffix in ("", "_reverse")]
+
+
+@needs_kernels
+def test_training_layer_takes_the_kernels_and_matches_aten(monkeypatch: pytest.MonkeyPatch,
+                                                           kernel_calls: KernelCalls) -> None:
+    """fp32 fused_gru calls both C steps once per time step, and gives ATen's outputs and
+    gradients, with padding and with the outputs' gradient handed over batch-major (strided)."""
+    torch.manual_seed(0)
+    gru = nn.GRU(16, 12, bidirectional=True)
+    lengths = torch.tensor([7, 3, 7, 1, 5])
+    batch_major = torch.randn(len(lengths), 7, 16, requires_grad=True)
+    inputs = batch_major.transpose(0, 1)  # (T, B, E), as the model passes it
+    upstream = torch.randn(len(lengths), 7, 24)  # batch-major, like the pooling's gradient
+    wrt = [batch_major, *gru.parameters()]
+
+    def run() -> tuple[torch.Tensor, ...]:
+        outputs = fused_gru(inputs, gru_weights(gru), lengths)
+        return (outputs.detach(), *torch.autograd.grad(outputs.transpose(0, 1), wrt, upstream))
+
+    with_kernels = run()
+    assert kernel_calls.calls == {"gru_train_forward_step": 7, "gru_train_backward_step": 7}
+    monkeypatch.setattr(kernels, "KERNELS", None)
+    with_aten = run()
+    for got, want in zip(with_kernels, with_aten, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@needs_kernels
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_inference_takes_the_kernels(cell: str, kernel_calls: KernelCalls) -> None:
+    torch.manual_seed(0)
+    model = RNNClassifier(vocab_size=30, num_classes=4, embedding_dim=8, hidden_size=6,
+                          cell=cell, bidirectional=True).eval()
+    tokens = torch.randint(1, 30, (3, 5))
+    with torch.inference_mode():
+        model(tokens, torch.tensor([5, 4, 2]))
+    assert rnnclf.model.LEAN_INFERENCE
+    assert kernel_calls.calls == {f"{cell}_infer_step": 2 * 5}  # per direction and step

@@ -20,6 +20,8 @@ Same equations and parameters as `nn.RNN` (tanh), `nn.GRU` (gate order r, z, n) 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from rnnclf import kernels
@@ -72,7 +74,7 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
         if inputs.dim() == 3:
             weight_ih = weight_ih.to(matmul_dtype)
             bias_ih = None if bias_ih is None else bias_ih.to(matmul_dtype)
-    if not low and cell in _KERNEL_STEPS and kernels.usable(weight_hh):
+    if not low and cell in _KERNEL_LAYERS and kernels.usable(weight_hh):
         return _kernel_layer(cell, inputs, active, pooling, weight_ih, weight_hh, bias_ih,
                              bias_hh)
     for t, rows in enumerate(active):
@@ -113,40 +115,52 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
     return states if states is not None else pooled
 
 
-# Pooling as rnnclf/_kernels.c's inference steps take it: copy the first state, then keep
-# the running maximum or sum.
+# Pooling as rnnclf/_kernels.c's inference loops take it: the running maximum or sum.
 _KERNEL_POOLS = {"max": 1, "sum": 2}
-_KERNEL_STEPS = {"gru": "gru_infer_step", "lstm": "lstm_infer_step"}
+_KERNEL_LAYERS = {"gru": "gru_infer", "lstm": "lstm_infer"}
+# Hidden-to-hidden layers (a stack's upper ones) get their input gates from one matmul per this
+# many steps: ~1024 x 32 x G*H floats at most at a time.
+_STEPS_PER_PRODUCT = 32
 
 
 def _kernel_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling: str,
                   weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor | None,
                   bias_hh: torch.Tensor) -> torch.Tensor:
-    """`recurrent_layer` for a GRU or LSTM in fp32 with the C step: per step one matmul, then
-    one call that reads the input gates (gathering a table's rows itself), does the gate math,
-    updates the state in place and pools it."""
+    """`recurrent_layer` for a GRU or LSTM in fp32 with the C time loop: for token-id inputs one
+    call for all steps (it reads the token table's rows itself), for hidden-state inputs one
+    matmul then one call per `_STEPS_PER_PRODUCT` steps."""
     steps, batch = inputs.shape[:2]
     hidden = weight_hh.size(1)
-    inputs = inputs.contiguous()
     states = weight_hh.new_empty(steps, batch, hidden) if pooling == "none" else None
     h = weight_hh.new_zeros(batch, hidden)  # row b: its state at step min(t, length_b - 1)
-    cell_state = weight_hh.new_zeros(batch, hidden) if cell == "lstm" else None
+    cell_state = (weight_hh.new_zeros(batch, hidden),) if cell == "lstm" else ()
     pooled = weight_hh.new_empty(batch, hidden) if pooling in _KERNEL_POOLS else None
-    pooled_at = None if pooled is None else pooled.data_ptr()
-    table_at = weight_ih.data_ptr() if inputs.dim() == 2 else None
-    step = getattr(kernels.KERNELS, _KERNEL_STEPS[cell])
-    state_at = (h.data_ptr(),) if cell_state is None else (h.data_ptr(), cell_state.data_ptr())
-    for t, rows in enumerate(active):
-        if table_at is not None:  # rows of the token table, read by the kernel
-            gates_at, tokens_at = table_at, inputs[t].data_ptr()
-        else:
-            gates = _linear(inputs[t, :rows], weight_ih, bias_ih)  # (rows, G*H)
-            gates_at, tokens_at = gates.data_ptr(), None
-        hidden_gates = _linear(h[:rows], weight_hh, bias_hh)  # (rows, G*H)
-        step(rows, hidden, gates_at, tokens_at, hidden_gates.data_ptr(), *state_at, pooled_at,
-             0 if t == 0 else _KERNEL_POOLS.get(pooling, 0))
-        if states is not None:
-            states[t, :rows] = h[:rows]
+    weight_hh_t = kernels.padded_columns(weight_hh.t())  # (H, P)
+    bias_padded = kernels.padded_columns(bias_hh)
+    active_steps = torch.tensor(active, dtype=torch.int64)
+    run = getattr(kernels.KERNELS, _KERNEL_LAYERS[cell])
+    # Row ranges of about equal tokens on threads of their own (rows run longest first), each
+    # with its own scratch for the hidden gates.
+    lengths = (active_steps.unsqueeze(1) > torch.arange(batch)).sum(0).tolist()
+    parts = kernels.split_rows(lengths, torch.get_num_threads())
+    scratch = [weight_hh.new_empty(row1 - row0, weight_hh_t.size(1)) for row0, row1 in parts]
+
+    def run_steps(first: int, last: int, gates: torch.Tensor, tokens: torch.Tensor | None) -> None:
+        kernels.run_parallel([functools.partial(
+            run, first, last, batch, hidden, weight_hh_t.size(1), row0, row1,
+            active_steps.data_ptr(), gates.data_ptr(), kernels.address(tokens),
+            weight_hh_t.data_ptr(), bias_padded.data_ptr(), hidden_gates.data_ptr(), h.data_ptr(),
+            *[c.data_ptr() for c in cell_state], kernels.address(pooled),
+            _KERNEL_POOLS.get(pooling, 0), kernels.address(states))
+            for (row0, row1), hidden_gates in zip(parts, scratch, strict=True)])
+
+    if inputs.dim() == 2:  # rows of the token table
+        run_steps(0, steps, weight_ih.contiguous(), inputs.contiguous())
+    else:
+        for first in range(0, steps, _STEPS_PER_PRODUCT):
+            last = min(first + _STEPS_PER_PRODUCT, steps)
+            chunk = inputs[first:last].reshape((last - first) * batch, -1)
+            run_steps(first, last, _linear(chunk, weight_ih, bias_ih).contiguous(), None)
     if states is not None:
         return states
     return h if pooled is None else pooled

@@ -26,6 +26,7 @@ Same equations and parameters as `nn.GRU` (gate order r, z, n):
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from typing import Any
@@ -244,11 +245,10 @@ def _matmul_gradients(ctx: Any, input_rows: torch.Tensor, hidden_rows: torch.Ten
 def _kernel_forward(ctx: Any, inputs: torch.Tensor, weight_ih: torch.Tensor,
                     weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
                     lengths: torch.Tensor | None) -> torch.Tensor:
-    """FusedGRU.forward in fp32 with the C step (rnnclf/_kernels.c): per step one matmul per
-    direction, then one call for both directions' gate math. The kernel reads every step's input
-    gates straight from the one input matmul, the backward direction's at T - 1 - t, treats the
-    backward direction's leading padding as inert itself (no +inf), and writes the outputs in
-    text order."""
+    """FusedGRU.forward in fp32 with the C time loop (rnnclf/_kernels.c): one oneDNN matmul
+    for every step's input gates, then one call for all steps of both directions. The kernel
+    reads the backward direction's input gates at T - 1 - t straight from that matmul, keeps
+    its leading padding inert itself (no +inf), and writes the outputs in text order."""
     steps, batch, features = inputs.shape
     directions, gates, _ = weight_ih.shape
     hidden = weight_hh.size(2)
@@ -258,25 +258,25 @@ def _kernel_forward(ctx: Any, inputs: torch.Tensor, weight_ih: torch.Tensor,
     pad_before = None
     if directions == 2 and lengths is not None and bool((lengths < steps).any()):
         pad_before = (steps - lengths).contiguous()
+    weight_hh_t = kernels.padded_columns(weight_hh.transpose(1, 2))  # (D, H, P)
+    bias_hh_padded = kernels.padded_columns(bias_hh)  # (D, P)
+    padded = weight_hh_t.size(2)
     rz = inputs.new_empty(directions, steps, batch, 2 * hidden)
     reset_hidden = inputs.new_empty(directions, steps, batch, hidden)
     n = inputs.new_empty(directions, steps, batch, hidden)
     states = inputs.new_empty(directions, steps + 1, batch, hidden)  # [:, t] = h_{t-1}
     states[:, 0] = 0
     outputs = inputs.new_empty(steps, batch, directions, hidden)
-    h_by_direction = [states[d].unbind(0) for d in range(directions)]
-    step_weights = list(zip(weight_hh.unbind(0), bias_hh.unbind(0), strict=True))
-    step = kernels.KERNELS.gru_train_forward_step
-    pointers = (products.data_ptr(), None if pad_before is None else pad_before.data_ptr(),
-                states.data_ptr(), rz.data_ptr(), reset_hidden.data_ptr(), n.data_ptr(),
-                outputs.data_ptr())
-    products_at, pad_at, states_at, rz_at, reset_hidden_at, n_at, outputs_at = pointers
-    for t in range(steps):
-        hidden_gates = [_linear(h[t], weight, bias)  # (B, 3H) per direction
-                        for h, (weight, bias) in zip(h_by_direction, step_weights, strict=True)]
-        step(steps, batch, hidden, directions, t, products_at, hidden_gates[0].data_ptr(),
-             hidden_gates[-1].data_ptr(), pad_at, states_at, rz_at, reset_hidden_at, n_at,
-             outputs_at)
+    # Directions (and rows, with threads to spare) on threads of their own; each part
+    # needs its own scratch for the hidden gates.
+    parts = kernels.split_directions(directions, batch, torch.get_num_threads())
+    scratch = [inputs.new_empty(row1 - row0, padded) for _, _, row0, row1 in parts]
+    kernels.run_parallel([functools.partial(
+        kernels.KERNELS.gru_train_forward, steps, batch, hidden, directions, *part, padded,
+        products.data_ptr(), kernels.address(pad_before), weight_hh_t.data_ptr(),
+        bias_hh_padded.data_ptr(), hidden_gates.data_ptr(), states.data_ptr(), rz.data_ptr(),
+        reset_hidden.data_ptr(), n.data_ptr(), outputs.data_ptr())
+        for part, hidden_gates in zip(parts, scratch, strict=True)])
     ctx.save_for_backward(flat_inputs, weight_ih, weight_hh)
     ctx.saved = rz, reset_hidden, n, states, torch.arange(steps - 1, -1, -1)
     ctx.input_shape = inputs.shape
@@ -284,10 +284,10 @@ def _kernel_forward(ctx: Any, inputs: torch.Tensor, weight_ih: torch.Tensor,
 
 
 def _kernel_backward(ctx: Any, grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-    """FusedGRU.backward in fp32 with the C step: per step one call computes both directions'
-    gate gradients (from the saved gates, the outputs' gradient and what reaches h_t from step
-    t + 1) and writes them in both layouts the matmuls read; then one matmul per direction
-    carries the hidden gates' gradient back to h_{t-1}."""
+    """FusedGRU.backward in fp32 with the C time loop: one call runs all steps of both
+    directions (gate gradients from the saved gates, the outputs' gradient and what reaches
+    h_t from step t + 1, in both layouts the big matmuls read, and the bias gradients), then
+    `_matmul_gradients` does the rest in oneDNN."""
     _, _, weight_hh = ctx.saved_tensors
     rz, reset_hidden, n, states, _ = ctx.saved
     directions, steps, batch, hidden = n.shape
@@ -295,29 +295,22 @@ def _kernel_backward(ctx: Any, grad_outputs: torch.Tensor) -> tuple[torch.Tensor
         grad_outputs = grad_outputs.contiguous()  # (T, B, D*H)
     hidden_rows = _scratch("grad_gates", (directions, steps, batch, 3 * hidden), states)
     input_rows = _scratch("rows", (directions, steps, batch, 3 * hidden), states)
+    weight_hh_padded = kernels.padded_columns(weight_hh)  # (D, 3H, Q)
+    padded = weight_hh_padded.size(2)
     carried = states.new_empty(directions, batch, hidden)  # z_{t+1} dh_{t+1}
-    bias_partial = states.new_empty(4 * hidden)
-    bias_sums = states.new_zeros(directions, 4 * hidden, dtype=torch.float64)  # dr dz dn dn*r
-    hidden_by_direction = [hidden_rows[d].unbind(0) for d in range(directions)]
-    weight_hh_t = [weight.t() for weight in weight_hh.unbind(0)]  # (H, 3H): x @ W_hh
-    step = kernels.KERNELS.gru_train_backward_step
-    pointers = (grad_outputs.data_ptr(), carried.data_ptr(), rz.data_ptr(),
-                reset_hidden.data_ptr(), n.data_ptr(), states.data_ptr(),
-                hidden_rows.data_ptr(), input_rows.data_ptr(), bias_partial.data_ptr(),
-                bias_sums.data_ptr())
-    (grad_at, carried_at, rz_at, reset_hidden_at, n_at, states_at, hidden_at, input_at,
-     partial_at, sums_at) = pointers
-    time_stride, batch_stride = grad_outputs.stride(0), grad_outputs.stride(1)
-    recurrent: list[Any] = [None, None]  # dG_{t+1} W_hh per direction: none at t = T - 1
-    for t in range(steps - 1, -1, -1):
-        step(steps, batch, hidden, directions, t, grad_at, time_stride, batch_stride,
-             carried_at, recurrent[0] if recurrent[0] is None else recurrent[0].data_ptr(),
-             recurrent[-1] if recurrent[-1] is None else recurrent[-1].data_ptr(),
-             rz_at, reset_hidden_at, n_at, states_at, hidden_at, input_at, partial_at, sums_at)
-        if t > 0:
-            recurrent = [_linear(rows[t], weight)
-                         for rows, weight in zip(hidden_by_direction, weight_hh_t, strict=True)]
-    sums = bias_sums.to(states.dtype).view(directions, 4, hidden)
+    parts = kernels.split_directions(directions, batch, torch.get_num_threads())
+    # Per part: dG_{t+1} W_hh for its rows, and its own bias sums (dr, dz, dn, dn * r).
+    recurrent = [states.new_empty(row1 - row0, padded) for _, _, row0, row1 in parts]
+    bias_partial = states.new_empty(len(parts), 4 * hidden)
+    bias_sums = states.new_zeros(len(parts), directions, 4 * hidden, dtype=torch.float64)
+    kernels.run_parallel([functools.partial(
+        kernels.KERNELS.gru_train_backward, steps, batch, hidden, directions, *part, padded,
+        grad_outputs.data_ptr(), grad_outputs.stride(0), grad_outputs.stride(1),
+        weight_hh_padded.data_ptr(), recurrent[i].data_ptr(), carried.data_ptr(), rz.data_ptr(),
+        reset_hidden.data_ptr(), n.data_ptr(), states.data_ptr(), hidden_rows.data_ptr(),
+        input_rows.data_ptr(), bias_partial[i].data_ptr(), bias_sums[i].data_ptr())
+        for i, part in enumerate(parts)])
+    sums = bias_sums.sum(0).to(states.dtype).view(directions, 4, hidden)
     grad_bias_ih = sums[:, :3].reshape(directions, 3 * hidden)
     grad_bias_hh = sums[:, [0, 1, 3]].reshape(directions, 3 * hidden)
     return _matmul_gradients(ctx, input_rows, hidden_rows, (grad_bias_ih, grad_bias_hh))

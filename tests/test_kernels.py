@@ -82,7 +82,7 @@ def gru_weights(gru: nn.GRU) -> list[list[torch.Tensor]]:
 @needs_kernels
 def test_training_layer_takes_the_kernels_and_matches_aten(monkeypatch: pytest.MonkeyPatch,
                                                            kernel_calls: KernelCalls) -> None:
-    """fp32 fused_gru calls both C steps once per time step, and gives ATen's outputs and
+    """fp32 fused_gru runs through the C forward and backward loops, and gives ATen's outputs and
     gradients, with padding and with the outputs' gradient handed over batch-major (strided)."""
     torch.manual_seed(0)
     gru = nn.GRU(16, 12, bidirectional=True)
@@ -97,7 +97,7 @@ def test_training_layer_takes_the_kernels_and_matches_aten(monkeypatch: pytest.M
         return (outputs.detach(), *torch.autograd.grad(outputs.transpose(0, 1), wrt, upstream))
 
     with_kernels = run()
-    assert kernel_calls.calls == {"gru_train_forward_step": 7, "gru_train_backward_step": 7}
+    assert kernel_calls.calls == {"gru_train_forward": 1, "gru_train_backward": 1}
     monkeypatch.setattr(kernels, "KERNELS", None)
     with_aten = run()
     for got, want in zip(with_kernels, with_aten, strict=True):
@@ -114,4 +114,86 @@ def test_inference_takes_the_kernels(cell: str, kernel_calls: KernelCalls) -> No
     with torch.inference_mode():
         model(tokens, torch.tensor([5, 4, 2]))
     assert rnnclf.model.LEAN_INFERENCE
-    assert kernel_calls.calls == {f"{cell}_infer_step": 2 * 5}  # per direction and step
+    assert kernel_calls.calls == {f"{cell}_infer": 2}  # per direction
+
+
+@needs_kernels
+@pytest.mark.parametrize(("rows", "inner", "columns"),
+                         [(1, 5, 32), (7, 6, 32), (8, 128, 384), (13, 384, 128), (64, 3, 64)])
+def test_matmul_blocks_and_leftover_rows(rows: int, inner: int, columns: int) -> None:
+    """The time loops' matmul: 8-row blocks, single leftover rows, 32-column panels, bias."""
+    generator = torch.Generator().manual_seed(rows)
+    a, b = torch.randn(rows, inner, generator=generator), torch.randn(inner, columns,
+                                                                      generator=generator)
+    bias = torch.randn(columns, generator=generator)
+    for with_bias in (bias, None):
+        out = torch.full((rows, columns), float("nan"))
+        kernels.KERNELS.matmul(rows, columns, inner, a.data_ptr(), b.data_ptr(),
+                               kernels.address(with_bias), out.data_ptr())
+        want = a.double() @ b.double() + (0 if with_bias is None else with_bias.double())
+        torch.testing.assert_close(out.double(), want, atol=1e-4, rtol=1e-5)
+
+
+def test_split_rows_balances_work_at_multiples_of_8() -> None:
+    assert kernels.split_rows([1.0] * 64, 2) == [(0, 32), (32, 64)]
+    assert kernels.split_rows([1.0] * 64, 1) == [(0, 64)]
+    assert kernels.split_rows([1.0] * 5, 4) == [(0, 5)]  # too few rows to split
+    longest_first = [float(length) for length in range(100, 0, -1)]
+    parts = kernels.split_rows(longest_first, 2)
+    assert parts == [(0, 32), (32, 100)]  # half the tokens lie in the first 30 rows
+    assert kernels.split_directions(2, 64, 1) == [(0, 2, 0, 64)]
+    assert kernels.split_directions(2, 64, 2) == [(0, 1, 0, 64), (1, 2, 0, 64)]
+    assert kernels.split_directions(1, 64, 2) == [(0, 1, 0, 32), (0, 1, 32, 64)]
+    assert kernels.split_directions(2, 64, 4) == [(0, 1, 0, 32), (0, 1, 32, 64),
+                                                  (1, 2, 0, 32), (1, 2, 32, 64)]
+
+
+@pytest.fixture
+def threads() -> object:
+    """Sets torch's thread count in a test, restoring it afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@needs_kernels
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_threads_split_training_by_direction_and_rows(bidirectional: bool, threads: object) -> None:
+    """Several threads (parts of 8 rows and single leftover rows) give the one-thread results."""
+    torch.manual_seed(0)
+    gru = nn.GRU(16, 12, bidirectional=bidirectional)
+    weights = [[getattr(gru, f"{name}_l0{suffix}") for name in
+                ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+               for suffix in ("", "_reverse")[:1 + bidirectional]]
+    lengths = torch.randint(1, 10, (21,))
+    inputs = torch.randn(int(lengths.max()), 21, 16, requires_grad=True)
+    upstream = torch.randn(int(lengths.max()), 21, 12 * (1 + bidirectional))
+
+    def run(count: int) -> tuple[torch.Tensor, ...]:
+        threads(count)
+        outputs = fused_gru(inputs, weights, lengths)
+        return (outputs.detach(),
+                *torch.autograd.grad(outputs, [inputs, *gru.parameters()], upstream))
+
+    one = run(1)
+    for count in (2, 3, 5):
+        for got, want in zip(run(count), one, strict=True):
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+
+
+@needs_kernels
+@pytest.mark.parametrize(("cell", "pooling"), [("gru", "max"), ("lstm", "attention"),
+                                               ("gru", "mean"), ("lstm", "last")])
+def test_threads_split_inference_by_rows(cell: str, pooling: str, threads: object) -> None:
+    torch.manual_seed(0)
+    model = RNNClassifier(vocab_size=50, num_classes=4, embedding_dim=8, hidden_size=6,
+                          cell=cell, bidirectional=True, num_layers=2, pooling=pooling).eval()
+    lengths = torch.randint(1, 12, (37,))
+    tokens = torch.randint(1, 50, (37, int(lengths.max())))
+    results = []
+    for count in (1, 2, 4):
+        threads(count)
+        with torch.inference_mode():
+            results.append(model(tokens, lengths))
+    for got in results[1:]:
+        torch.testing.assert_close(got, results[0], atol=1e-6, rtol=1e-6)

@@ -123,6 +123,17 @@ _POOL_WORKERS = 0
 _POOL_LOCK = threading.Lock()
 
 
+def _forget_pool_after_fork() -> None:
+    """A forked child inherits the pool object but none of its threads: tasks sent to it would
+    wait forever, so the child starts a pool of its own."""
+    global _POOL, _POOL_WORKERS, _POOL_LOCK
+    _POOL, _POOL_WORKERS, _POOL_LOCK = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def run_parallel(tasks: list[Callable[[], object]]) -> None:
     """Runs the tasks at once, the first on this thread and the rest on a shared pool of
     threads. The kernels release the GIL (ctypes does for every call), so the work really runs

@@ -197,3 +197,26 @@ def test_threads_split_inference_by_rows(cell: str, pooling: str, threads: objec
             results.append(model(tokens, lengths))
     for got in results[1:]:
         torch.testing.assert_close(got, results[0], atol=1e-6, rtol=1e-6)
+
+
+@needs_kernels
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_runs_threads_of_its_own(threads: object) -> None:
+    """The pool's threads do not survive a fork: a child that reused the parent's pool would
+    wait forever (a data loader's worker, say); it must start its own."""
+    threads(2)
+    kernels.run_parallel([lambda: None, lambda: None])  # the parent's pool exists
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        done = []
+        kernels.run_parallel([lambda: done.append(1), lambda: done.append(2)])
+        os.write(writer, bytes([len(done)]))
+        os._exit(0)
+    os.close(writer)
+    import select
+
+    ready, _, _ = select.select([reader], [], [], 20)
+    result = os.read(reader, 1) if ready else b""
+    os.waitpid(child, 0) if ready else os.kill(child, 9)
+    assert result == bytes([2]), "the forked child's tasks never ran"

@@ -32,7 +32,7 @@
 
 /* Bumped whenever a signature below changes: rnnclf/kernels.py refuses a library built from an
  * older source (an editable install does not rebuild by itself). */
-int64_t rnnclf_kernels_version(void) { return 5; }
+int64_t rnnclf_kernels_version(void) { return 6; }
 
 /* ---- activations ------------------------------------------------------------------------- */
 
@@ -99,7 +99,8 @@ INLINE void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, c
                  int64_t ldb, const float *bias, float *C, int64_t ldc) {
     for (int64_t j = 0; j < N; j += 32) { /* a 32-column panel of B stays in L1 for all rows */
         int64_t i = 0;
-        for (; i + 8 <= M; i += 8) gemm_block(8, A + i * lda, lda, B, ldb, K, j, bias, C + i * ldc, ldc);
+        for (; i + 8 <= M; i += 8)
+            gemm_block(8, A + i * lda, lda, B, ldb, K, j, bias, C + i * ldc, ldc);
         for (; i < M; i++) gemm_block(1, A + i * lda, lda, B, ldb, K, j, bias, C + i * ldc, ldc);
     }
 }
@@ -191,8 +192,8 @@ CLONES void gru_train_forward(int64_t steps, int64_t batch, int64_t hidden, int6
  * added up in double.
  * Runs directions [d0, d1) for rows [row0, row1) only, as gru_train_forward; recurrent then
  * holds row1 - row0 rows, and bias_sums sums these rows only. */
-CLONES void gru_train_backward(int64_t steps, int64_t batch, int64_t hidden, int64_t directions,
-                               int64_t d0, int64_t d1, int64_t row0, int64_t row1,
+CLONES void gru_train_backward(int64_t steps, int64_t batch, int64_t hidden, int64_t d0,
+                               int64_t d1, int64_t row0, int64_t row1,
                                int64_t padded, const float *grad_outputs,
                                int64_t grad_time_stride, int64_t grad_batch_stride,
                                const float *weight_hh, float *recurrent, float *carried,
@@ -254,7 +255,7 @@ CLONES void gru_train_backward(int64_t steps, int64_t batch, int64_t hidden, int
 
 /* Inference, one layer and direction, steps [t0, t1) of a batch sorted longest text first: step t
  * computes only its first active[t] rows (as packing does), so padding costs nothing.
- * Input gates, G*H wide (G = 3 for the GRU, 4 for the LSTM), either
+ * Input gates, G*H wide (G = gates_per_unit: 3 for the GRU, 4 for the LSTM), either
  *   tokens (T, B) given: row tokens[t, b] of a table `gates` (U, G*H) of each distinct token's
  *       input gates (the first layer: W_ih x + b_ih depends only on the token), or
  *   tokens NULL: gates ((t1 - t0), B, G*H), the input gates of these steps;
@@ -283,41 +284,38 @@ INLINE void store_states(float *states, int64_t t, int64_t batch, int64_t row0, 
         memcpy(states + (t * batch + row0) * H, h + row0 * H, (row1 - row0) * H * sizeof(float));
 }
 
-CLONES void gru_infer(int64_t t0, int64_t t1, int64_t batch, int64_t hidden, int64_t padded,
-                      int64_t row0, int64_t row1, const int64_t *active, const float *gates, const int64_t *tokens,
-                      const float *weight_hh_t, const float *bias_hh, float *hidden_gates,
-                      float *h, float *pooled, int64_t pool, float *states) {
-    const int64_t H = hidden, G = 3 * hidden;
-    for (int64_t t = t0; t < t1; t++) {
-        const int64_t end = active[t] < row1 ? active[t] : row1; /* texts still running */
-        if (end <= row0) break; /* and none of them later */
-        gemm(end - row0, padded, H, h + row0 * H, H, weight_hh_t, padded, bias_hh, hidden_gates,
-             padded);
-        for (int64_t b = row0; b < end; b++) {
-            const float *x = tokens != NULL ? gates + tokens[t * batch + b] * G
-                                            : gates + ((t - t0) * batch + b) * G;
-            const float *hg = hidden_gates + (b - row0) * padded;
-            float *hb = h + b * H;
+/* One row's step: nn.GRU's equations (as gru_train_forward; h updated in place, c unused), or
+ * nn.LSTM's (gate order i, f, g, o): c' = s(f) c + s(i) tanh(g), h' = s(o) tanh(c'). */
+INLINE void gru_row(int64_t H, const float *x, const float *hg, float *h) {
 #pragma GCC ivdep
-            for (int64_t j = 0; j < H; j++) {
-                const float r = sigmoid(x[j] + hg[j]);
-                const float z = sigmoid(x[H + j] + hg[H + j]);
-                const float nj = tanh_via_sigmoid(x[2 * H + j] + r * hg[2 * H + j]);
-                hb[j] = nj + z * (hb[j] - nj);
-            }
-            if (pooled != NULL) pool_row(pooled + b * H, hb, H, t == 0 ? 0 : pool);
-        }
-        store_states(states, t, batch, row0, end, H, h);
+    for (int64_t j = 0; j < H; j++) {
+        const float r = sigmoid(x[j] + hg[j]);
+        const float z = sigmoid(x[H + j] + hg[H + j]);
+        const float nj = tanh_via_sigmoid(x[2 * H + j] + r * hg[2 * H + j]);
+        h[j] = nj + z * (h[j] - nj);
     }
 }
 
-/* As gru_infer, for nn.LSTM's equations (gate order i, f, g, o) and its cell state c (B, H):
- *   c' = s(f) c + s(i) tanh(g), h' = s(o) tanh(c'). */
-CLONES void lstm_infer(int64_t t0, int64_t t1, int64_t batch, int64_t hidden, int64_t padded,
-                       int64_t row0, int64_t row1, const int64_t *active, const float *gates, const int64_t *tokens,
-                       const float *weight_hh_t, const float *bias_hh, float *hidden_gates,
-                       float *h, float *c, float *pooled, int64_t pool, float *states) {
-    const int64_t H = hidden, G = 4 * hidden;
+INLINE void lstm_row(int64_t H, const float *x, const float *hg, float *h, float *c) {
+#pragma GCC ivdep
+    for (int64_t j = 0; j < H; j++) {
+        const float i = sigmoid(x[j] + hg[j]);
+        const float f = sigmoid(x[H + j] + hg[H + j]);
+        const float g = tanh_via_sigmoid(x[2 * H + j] + hg[2 * H + j]);
+        const float o = sigmoid(x[3 * H + j] + hg[3 * H + j]);
+        const float cj = f * c[j] + i * g;
+        c[j] = cj;
+        h[j] = o * tanh_via_sigmoid(cj);
+    }
+}
+
+/* gates_per_unit 3: a GRU (c NULL), 4: an LSTM with its cell state c (B, H). */
+CLONES void recurrent_infer(int64_t gates_per_unit, int64_t t0, int64_t t1, int64_t batch,
+                            int64_t hidden, int64_t padded, int64_t row0, int64_t row1,
+                            const int64_t *active, const float *gates, const int64_t *tokens,
+                            const float *weight_hh_t, const float *bias_hh, float *hidden_gates,
+                            float *h, float *c, float *pooled, int64_t pool, float *states) {
+    const int64_t H = hidden, G = gates_per_unit * hidden;
     for (int64_t t = t0; t < t1; t++) {
         const int64_t end = active[t] < row1 ? active[t] : row1; /* texts still running */
         if (end <= row0) break; /* and none of them later */
@@ -327,18 +325,11 @@ CLONES void lstm_infer(int64_t t0, int64_t t1, int64_t batch, int64_t hidden, in
             const float *x = tokens != NULL ? gates + tokens[t * batch + b] * G
                                             : gates + ((t - t0) * batch + b) * G;
             const float *hg = hidden_gates + (b - row0) * padded;
-            float *hb = h + b * H, *cb = c + b * H;
-#pragma GCC ivdep
-            for (int64_t j = 0; j < H; j++) {
-                const float i = sigmoid(x[j] + hg[j]);
-                const float f = sigmoid(x[H + j] + hg[H + j]);
-                const float g = tanh_via_sigmoid(x[2 * H + j] + hg[2 * H + j]);
-                const float o = sigmoid(x[3 * H + j] + hg[3 * H + j]);
-                const float cj = f * cb[j] + i * g;
-                cb[j] = cj;
-                hb[j] = o * tanh_via_sigmoid(cj);
-            }
-            if (pooled != NULL) pool_row(pooled + b * H, hb, H, t == 0 ? 0 : pool);
+            if (gates_per_unit == 4)
+                lstm_row(H, x, hg, h + b * H, c + b * H);
+            else
+                gru_row(H, x, hg, h + b * H);
+            if (pooled != NULL) pool_row(pooled + b * H, h + b * H, H, t == 0 ? 0 : pool);
         }
         store_states(states, t, batch, row0, end, H, h);
     }

@@ -7,8 +7,10 @@ and write every step's states. `RNNClassifier` sends eval-mode, no-grad CPU batc
 
 - the first layer's input projection W_ih x + b_ih depends only on the token, so it is computed
   once per distinct token id in the batch (`token_gates`), and each step gathers its rows;
-- per step one oneDNN matmul for the hidden part and a few in-place elementwise ops, with
-  tanh(a) = 2 sigmoid(2a) - 1 (as in rnnclf/fused_gru.py);
+- for the GRU and LSTM in fp32, the time loop runs in C where rnnclf's kernels were built
+  (`_kernel_layer`, rnnclf/_kernels.c: one call per layer and direction, row ranges balanced by
+  tokens on threads of their own); otherwise, per step one oneDNN matmul for the hidden part and
+  a few in-place elementwise ops, with tanh(a) = 2 sigmoid(2a) - 1 (as in rnnclf/fused_gru.py);
 - rows sorted longest first: step t computes only the texts still running, as packing does,
   so padding costs nothing;
 - max, mean and last pooling happen inside the loop, so no (T, B, H) states are written, masked
@@ -74,7 +76,7 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
         if inputs.dim() == 3:
             weight_ih = weight_ih.to(matmul_dtype)
             bias_ih = None if bias_ih is None else bias_ih.to(matmul_dtype)
-    if not low and cell in _KERNEL_LAYERS and kernels.usable(weight_hh):
+    if not low and cell in _KERNEL_GATES and kernels.usable(weight_hh):
         return _kernel_layer(cell, inputs, active, pooling, weight_ih, weight_hh, bias_ih,
                              bias_hh)
     for t, rows in enumerate(active):
@@ -117,7 +119,7 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
 
 # Pooling as rnnclf/_kernels.c's inference loops take it: the running maximum or sum.
 _KERNEL_POOLS = {"max": 1, "sum": 2}
-_KERNEL_LAYERS = {"gru": "gru_infer", "lstm": "lstm_infer"}
+_KERNEL_GATES = {"gru": 3, "lstm": 4}  # the cells the C loop runs, and their gates per unit
 # Hidden-to-hidden layers (a stack's upper ones) get their input gates from one matmul per this
 # many steps: ~1024 x 32 x G*H floats at most at a time.
 _STEPS_PER_PRODUCT = 32
@@ -133,12 +135,11 @@ def _kernel_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling: s
     hidden = weight_hh.size(1)
     states = weight_hh.new_empty(steps, batch, hidden) if pooling == "none" else None
     h = weight_hh.new_zeros(batch, hidden)  # row b: its state at step min(t, length_b - 1)
-    cell_state = (weight_hh.new_zeros(batch, hidden),) if cell == "lstm" else ()
+    cell_state = weight_hh.new_zeros(batch, hidden) if cell == "lstm" else None
     pooled = weight_hh.new_empty(batch, hidden) if pooling in _KERNEL_POOLS else None
     weight_hh_t = kernels.padded_columns(weight_hh.t())  # (H, P)
     bias_padded = kernels.padded_columns(bias_hh)
     active_steps = torch.tensor(active, dtype=torch.int64)
-    run = getattr(kernels.KERNELS, _KERNEL_LAYERS[cell])
     # Row ranges of about equal tokens on threads of their own (rows run longest first), each
     # with its own scratch for the hidden gates.
     lengths = (active_steps.unsqueeze(1) > torch.arange(batch)).sum(0).tolist()
@@ -147,11 +148,11 @@ def _kernel_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling: s
 
     def run_steps(first: int, last: int, gates: torch.Tensor, tokens: torch.Tensor | None) -> None:
         kernels.run_parallel([functools.partial(
-            run, first, last, batch, hidden, weight_hh_t.size(1), row0, row1,
-            active_steps.data_ptr(), gates.data_ptr(), kernels.address(tokens),
-            weight_hh_t.data_ptr(), bias_padded.data_ptr(), hidden_gates.data_ptr(), h.data_ptr(),
-            *[c.data_ptr() for c in cell_state], kernels.address(pooled),
-            _KERNEL_POOLS.get(pooling, 0), kernels.address(states))
+            kernels.KERNELS.recurrent_infer, _KERNEL_GATES[cell], first, last, batch, hidden,
+            weight_hh_t.size(1), row0, row1, active_steps.data_ptr(), gates.data_ptr(),
+            kernels.address(tokens), weight_hh_t.data_ptr(), bias_padded.data_ptr(),
+            hidden_gates.data_ptr(), h.data_ptr(), kernels.address(cell_state),
+            kernels.address(pooled), _KERNEL_POOLS.get(pooling, 0), kernels.address(states))
             for (row0, row1), hidden_gates in zip(parts, scratch, strict=True)])
 
     if inputs.dim() == 2:  # rows of the token table

@@ -4,18 +4,19 @@ ATen's CPU GRU runs one cell per time step out of ~10 small elementwise ops, and
 each of them; its backward also does one small weight-gradient matmul per step. Here, as cuDNN
 does it:
 
-- forward: the input projection of every step is ONE matmul; per step one matmul for the hidden
-  part and a few elementwise ops written into preallocated buffers;
-- backward: the gate derivatives (which do not depend on the incoming gradient) are computed for
-  all steps at once; per step only the gate gradients, the carry and one matmul into dh_{t-1}
-  stay on the sequential chain; the weight, bias and input gradients are then each ONE matmul
-  (or sum) over all steps.
+- forward: the input projection of every step is ONE matmul (both directions at once); then the
+  time loop, per step one matmul for the hidden part and the gate math;
+- backward: the time loop carries only the gate gradients and one matmul into dh_{t-1} per step;
+  the weight, bias and input gradients are then each ONE matmul (or sum) over all steps.
 
-Both directions of a layer run in one pass, so the Python loop and its elementwise ops run once
-for both; only the per-step matmuls are per direction. The backward direction reads the padded
-batch reversed in time, with its padding made inert (see `FusedGRU`), so no per-text reversal
-of inputs or outputs is needed, and both directions share their input matmuls. The matmuls go to
-oneDNN where it exists (`_linear`), large scratch buffers are reused (`_scratch`).
+The time loop runs in C where rnnclf's kernels were built (`_kernel_forward`, `_kernel_backward`,
+rnnclf/_kernels.c: one call per layer, directions and row ranges on threads of their own), else
+in PyTorch ops from Python (the rest of `FusedGRU`: per step two oneDNN matmuls and ~9
+elementwise ops into preallocated buffers). The backward direction reads the padded batch
+reversed in time, so no per-text reversal of inputs or outputs is needed, and both directions
+share their input matmuls: the C loop reads its input gates at T - 1 - t and skips its leading
+padding; the PyTorch path makes that padding inert (see `FusedGRU`). The big matmuls go to oneDNN
+where it exists (`_linear`), large scratch buffers are reused (`_scratch`).
 
 Same equations and parameters as `nn.GRU` (gate order r, z, n):
     r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
@@ -253,7 +254,8 @@ def _kernel_forward(ctx: Any, inputs: torch.Tensor, weight_ih: torch.Tensor,
 
     Under bf16 autocast the big products over all steps (here and in the backward) take bf16
     operands; the per-step hidden matmuls stay fp32 inside the kernel (more exact than autocast
-    would make them, and ~2.5x faster there than oneDNN's bf16 calls at these small shapes)."""
+    would make them, and faster: a bi-GRU-128 layer's forward + backward took 16.9 ms so, 24.2 ms
+    with oneDNN's bf16 calls per step; docs/benchmarks.md)."""
     steps, batch, features = inputs.shape
     directions, gates, _ = weight_ih.shape
     hidden = weight_hh.size(2)
@@ -311,7 +313,7 @@ def _kernel_backward(ctx: Any, grad_outputs: torch.Tensor) -> tuple[torch.Tensor
     bias_partial = states.new_empty(len(parts), 4 * hidden)
     bias_sums = states.new_zeros(len(parts), directions, 4 * hidden, dtype=torch.float64)
     kernels.run_parallel([functools.partial(
-        kernels.KERNELS.gru_train_backward, steps, batch, hidden, directions, *part, padded,
+        kernels.KERNELS.gru_train_backward, steps, batch, hidden, *part, padded,
         grad_outputs.data_ptr(), grad_outputs.stride(0), grad_outputs.stride(1),
         weight_hh_padded.data_ptr(), recurrent[i].data_ptr(), carried.data_ptr(), rz.data_ptr(),
         reset_hidden.data_ptr(), n.data_ptr(), states.data_ptr(), hidden_rows.data_ptr(),

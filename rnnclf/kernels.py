@@ -23,22 +23,20 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 # Must equal rnnclf_kernels_version() in rnnclf/_kernels.c.
-VERSION = 5
+VERSION = 6
 
 _INT, _PTR = ctypes.c_int64, ctypes.c_void_p
 _SIGNATURES = {
     # steps, batch, hidden, directions, d0, d1, row0, row1, padded, products, pad_before,
     # weight_hh_t, bias_hh, hidden_gates, states, rz, reset_hidden, n, outputs
     "gru_train_forward": [_INT] * 9 + [_PTR] * 10,
-    # steps, batch, hidden, directions, d0, d1, row0, row1, padded, grad_outputs,
-    # grad_time_stride, grad_batch_stride, weight_hh, recurrent, carried, rz, reset_hidden, n,
-    # states, hidden_rows, input_rows, bias_partial, bias_sums
-    "gru_train_backward": [_INT] * 9 + [_PTR] + [_INT] * 2 + [_PTR] * 11,
-    # t0, t1, batch, hidden, padded, row0, row1, active, gates, tokens, weight_hh_t, bias_hh,
-    # hidden_gates, h, pooled, pool, states
-    "gru_infer": [_INT] * 7 + [_PTR] * 8 + [_INT, _PTR],
-    # the same with c after h
-    "lstm_infer": [_INT] * 7 + [_PTR] * 9 + [_INT, _PTR],
+    # steps, batch, hidden, d0, d1, row0, row1, padded, grad_outputs, grad_time_stride,
+    # grad_batch_stride, weight_hh, recurrent, carried, rz, reset_hidden, n, states, hidden_rows,
+    # input_rows, bias_partial, bias_sums
+    "gru_train_backward": [_INT] * 8 + [_PTR] + [_INT] * 2 + [_PTR] * 11,
+    # gates_per_unit, t0, t1, batch, hidden, padded, row0, row1, active, gates, tokens,
+    # weight_hh_t, bias_hh, hidden_gates, h, c, pooled, pool, states
+    "recurrent_infer": [_INT] * 8 + [_PTR] * 9 + [_INT, _PTR],
     # tests: count, values, out / M, N, K, A, B, bias, C
     "sigmoid_array": [_INT, _PTR, _PTR],
     "tanh_array": [_INT, _PTR, _PTR],

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import rnnclf.kernels  # noqa: E402
 import rnnclf.model  # noqa: E402
 from rnnclf.config import Config  # noqa: E402
 from rnnclf.data.batches import epoch_batches  # noqa: E402
@@ -28,13 +29,19 @@ from rnnclf.data.dataset import prepare_training_data  # noqa: E402
 from rnnclf.factory import build_model, build_optimizer  # noqa: E402
 from rnnclf.optimizers import clip_grad_norm  # noqa: E402
 
+BUILT_KERNELS = rnnclf.kernels.KERNELS
+
 VARIANTS = {
     "original: packed RNN, AdamW (foreach)": {"padded": False, "optimizer": "foreach",
-                                              "fused_gru": False},
-    "+ padded CPU RNN path": {"padded": True, "optimizer": "foreach", "fused_gru": False},
-    "+ fused AdamW": {"padded": True, "optimizer": "fused", "fused_gru": False},
-    "+ fused CPU GRU (the default now)": {"padded": True, "optimizer": "fused", "fused_gru": True},
-    "+ optim.sparse_embedding=true": {"padded": True, "optimizer": "sparse", "fused_gru": True},
+                                              "fused_gru": False, "kernels": False},
+    "+ padded CPU RNN path": {"padded": True, "optimizer": "foreach", "fused_gru": False,
+                              "kernels": False},
+    "+ fused AdamW": {"padded": True, "optimizer": "fused", "fused_gru": False, "kernels": False},
+    "+ fused CPU GRU": {"padded": True, "optimizer": "fused", "fused_gru": True, "kernels": False},
+    "+ optim.sparse_embedding=true": {"padded": True, "optimizer": "sparse", "fused_gru": True,
+                                      "kernels": False},
+    "+ C time loops (rnnclf/_kernels.c; the default now)": {
+        "padded": True, "optimizer": "sparse", "fused_gru": True, "kernels": True},
 }
 
 
@@ -44,6 +51,9 @@ def main() -> None:
                         default=REPO.parent / "shared" / "data" / "ag_news" / "train_subset.csv")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if BUILT_KERNELS is None:
+        raise SystemExit("error: rnnclf's C kernels are not built here; run `pip install -e .` "
+                         "with a C compiler (or drop the last row)")
     torch.set_num_threads(args.threads)
     config = Config()
     config.data.dir, config.data.train_file = str(args.data.parent), args.data.name
@@ -65,6 +75,7 @@ def main() -> None:
         variant, model, optimizer = states[name]
         rnnclf.model.MAX_PADDED_WORK = 2.0 if variant["padded"] else 0.0  # 0: packed path
         rnnclf.model.FUSED_GRU = variant["fused_gru"]
+        rnnclf.kernels.KERNELS = BUILT_KERNELS if variant["kernels"] else None
         started = time.process_time()
         for batch in steps:
             loss = F.cross_entropy(model(batch.tokens, batch.lengths), batch.labels)

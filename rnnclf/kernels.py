@@ -15,8 +15,8 @@ import ctypes
 import importlib.util
 import itertools
 import os
+import sys
 import threading
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -57,8 +57,9 @@ def _load() -> ctypes.CDLL | None:
         return None
     version.restype = _INT
     if version() != VERSION:
-        warnings.warn(f"{spec.origin} was built from an older rnnclf/_kernels.c and is not used; "
-                      "rebuild it with `pip install -e .`", stacklevel=2)
+        # One line on stderr, as rnnclf's CLI reports problems: rnnclf still works, slower.
+        print(f"warning: {spec.origin} was built from an older rnnclf/_kernels.c, so rnnclf runs "
+              "without it (slower); rebuild it with `pip install -e .`", file=sys.stderr)
         return None
     for name, argtypes in _SIGNATURES.items():
         function = getattr(library, name)

@@ -38,12 +38,15 @@ def test_turned_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @needs_kernels
-def test_a_library_from_an_older_source_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_library_from_an_older_source_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """An editable install does not rebuild the library when _kernels.c changes: a stale one
-    (other signatures) must not be called."""
+    (other signatures) must not be called, and the user hears it in one line with the fix."""
     monkeypatch.setattr(kernels, "VERSION", kernels.VERSION + 1)
-    with pytest.warns(UserWarning, match="pip install -e"):
-        assert kernels._load() is None
+    assert kernels._load() is None
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and "older rnnclf/_kernels.c" in message
+    assert "pip install -e ." in message
 
 
 def activation(name: str, values: torch.Tensor) -> torch.Tensor:

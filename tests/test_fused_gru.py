@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from kernel_support import gru_weights
 from torch import nn
 
 import rnnclf.fused_gru
@@ -22,10 +23,6 @@ def _both_gate_maths(gate_math: object) -> None:
     """Every test here runs with the C gate kernels and with ATen ops (conftest.gate_math)."""
 
 
-def gru_weights(gru: nn.GRU) -> list[list[torch.Tensor]]:
-    suffixes = ("", "_reverse") if gru.bidirectional else ("",)
-    return [[getattr(gru, f"{name}_l0{suffix}") for name in
-             ("weight_ih", "weight_hh", "bias_ih", "bias_hh")] for suffix in suffixes]
 
 def assert_matches_gru(gru: nn.GRU, inputs: torch.Tensor, leaf: torch.Tensor) -> None:
     """fused_gru on time-major `inputs` gives nn.GRU's outputs and the same gradients for

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 import torch
-from kernel_support import KernelCalls
+from kernel_support import KernelCalls, gru_weights
 from torch import nn
 
 import rnnclf.model
@@ -75,11 +75,6 @@ def test_activations_at_infinities_and_nan() -> None:
     assert sigmoid[0] == 1.0 and 0.0 <= float(sigmoid[1]) < 1e-37 and sigmoid[3] == 0.5
     assert tanh[0] == 1.0 and tanh[1] == -1.0 and tanh[3] == 0.0
     assert torch.isnan(sigmoid[2]) and torch.isnan(tanh[2])  # never hidden as a finite value
-
-
-def gru_weights(gru: nn.GRU) -> list[list[torch.Tensor]]:
-    return [[getattr(gru, f"{name}_l0{suffix}") for name in
-             ("weight_ih", "weight_hh", "bias_ih", "bias_hh")] for suffix in ("", "_reverse")]
 
 
 @needs_kernels
@@ -165,9 +160,7 @@ def test_threads_split_training_by_direction_and_rows(bidirectional: bool, threa
     """Several threads (parts of 8 rows and single leftover rows) give the one-thread results."""
     torch.manual_seed(0)
     gru = nn.GRU(16, 12, bidirectional=bidirectional)
-    weights = [[getattr(gru, f"{name}_l0{suffix}") for name in
-                ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-               for suffix in ("", "_reverse")[:1 + bidirectional]]
+    weights = gru_weights(gru)
     lengths = torch.randint(1, 10, (21,))
     inputs = torch.randn(int(lengths.max()), 21, 16, requires_grad=True)
     upstream = torch.randn(int(lengths.max()), 21, 12 * (1 + bidirectional))

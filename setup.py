@@ -1,7 +1,7 @@
-"""Builds rnnclf's optional C gate kernels (rnnclf/_kernels.c); the rest is in pyproject.toml.
+"""Builds rnnclf's optional C gate kernels (rnnclf/accel/_kernels.c); the rest is in pyproject.toml.
 
 optional=True: where no C compiler is found the install still succeeds, and rnnclf runs the same
-math as PyTorch ops (rnnclf/kernels.py says which one it uses).
+math as PyTorch ops (rnnclf/accel/kernels.py says which one it uses).
 """
 
 import sys
@@ -11,5 +11,5 @@ from setuptools import Extension, setup
 # MSVC takes /O2 and has no GCC vectorizer hints; GCC and clang take -O3.
 FLAGS = ["/O2"] if sys.platform == "win32" else ["-O3"]
 
-setup(ext_modules=[Extension("rnnclf._kernels", ["rnnclf/_kernels.c"], extra_compile_args=FLAGS,
+setup(ext_modules=[Extension("rnnclf.accel._kernels", ["rnnclf/accel/_kernels.c"], extra_compile_args=FLAGS,
                              optional=True)])

@@ -1,3 +1,3 @@
-from rnnclf.cli import main
+from rnnclf.cli.app import main
 
 main()

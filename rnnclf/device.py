@@ -50,8 +50,16 @@ def inference_autocast(precision: str, device: torch.device) -> AbstractContextM
     return autocast_context(precision, device)
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: without them oneDNN refuses some bf16 kernels (its LSTM among them)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
     """fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none."""
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        raise RnnclfError("train.precision=bf16 needs a CPU with native bf16 (AVX512-BF16 or "
+                          "AMX), which this one lacks; use train.precision=fp32")
     if precision != "fp16":
         return None
     if device.type != "cuda":

@@ -43,17 +43,17 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rnnclf.config import Config  # noqa: E402
+from rnnclf.config.schema import Config  # noqa: E402
 from rnnclf.data.dataset import (  # noqa: E402
     EncodedSplit,
     TrainingData,
     prepare_eval_split,
     prepare_training_data,
 )
-from rnnclf.factory import build_model, build_optimizer, uses_sparse_embedding  # noqa: E402
-from rnnclf.model import CELLS  # noqa: E402
-from rnnclf.pretrained import load_pretrained  # noqa: E402
-from rnnclf.train import Progress, StopSignal, predict_split, train_one_epoch  # noqa: E402
+from rnnclf.data.word_vectors import load_pretrained  # noqa: E402
+from rnnclf.models.build import build_model, build_optimizer, uses_sparse_embedding  # noqa: E402
+from rnnclf.models.classifier import CELLS  # noqa: E402
+from rnnclf.training.trainer import Progress, StopSignal, predict_split, train_one_epoch  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ag_news" / "train_subset.csv"
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -189,24 +189,31 @@ def model_flops_per_token(config: Config) -> float:
     return 3 * forward
 
 
+# bf16 rows and columns only where the CPU has native bf16 (elsewhere autocast emulates it).
+BF16_NATIVE = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def matmul_gflops(size: int, repeats: int, library: str = "torch",
                   dtype: torch.dtype = torch.float32) -> float:
     """GFLOP/s of a size^3 matmul: `torch` is torch.matmul (MKL on x86), `onednn` is the
-    oneDNN inner product rnnclf's CPU kernels call (rnnclf/fused_gru.py); on AMD CPUs MKL
+    oneDNN inner product rnnclf's CPU kernels call (rnnclf/accel/fused_gru.py); on AMD CPUs MKL
     takes no AVX-512 path, so the two differ by ~2x there."""
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     if library == "torch":
         def multiply() -> torch.Tensor:
             return a @ b
     else:
-        from rnnclf.fused_gru import _ONEDNN_LINEAR
+        from rnnclf.accel.fused_gru import _ONEDNN_LINEAR
 
         if _ONEDNN_LINEAR is None:
             return float("nan")
 
         def multiply() -> torch.Tensor:
             return _ONEDNN_LINEAR(a, b, None, "none", [], "")
-    multiply()  # warm up the library
+    try:
+        multiply()  # warm up the library
+    except RuntimeError:  # oneDNN has no bf16 inner product on CPUs without native bf16
+        return float("nan")
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -249,7 +256,8 @@ def bench_configs(settings: Settings) -> list[tuple[str, Config]]:
     configs.append(("gru-bi sparse-emb", sparse))
     # train.precision=bf16 (CPU autocast; the bound columns stay fp32 rates, so read its
     # GFLOP/s against the bf16 matmul rate printed above).
-    for index, name in ((5, "gru-bi bf16"), (len(configs) - 2, "default bf16")):
+    bf16_rows = ((5, "gru-bi bf16"), (len(configs) - 2, "default bf16")) if BF16_NATIVE else ()
+    for index, name in bf16_rows:
         low = copy.deepcopy(configs[index][1])
         low.train.precision = "bf16"
         configs.append((name, low))
@@ -441,14 +449,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # fp32 (the default) and `--precision bf16`, interleaved.
         inference: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(max(2, settings.repeats // 2)):
-            for low in (False, True):
+            for low in (False, True) if BF16_NATIVE else (False,):
                 began = time.perf_counter()
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
                     predict_split(runner.model, inference_split, config.train.eval_batch_size,
                                   config.data.max_length, torch.device("cpu"))
                 inference[low].append(len(inference_split) / (time.perf_counter() - began))
         inference_rate = statistics.median(inference[False])
-        inference_bf16 = statistics.median(inference[True])
+        inference_bf16 = statistics.median(inference[True]) if BF16_NATIVE else float("nan")
         rows.append({
             "name": name, "cell": config.model.cell, "bidirectional": config.model.bidirectional,
             "embedding_dim": config.model.embedding_dim, "hidden_size": config.model.hidden_size,

@@ -36,11 +36,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import bench  # noqa: E402
 
-from rnnclf.config import Config  # noqa: E402
+from rnnclf.config.schema import Config  # noqa: E402
 from rnnclf.data.dataset import prepare_training_data  # noqa: E402
-from rnnclf.device import inference_autocast, resolve_device  # noqa: E402
+from rnnclf.device import cpu_has_native_bf16, inference_autocast, resolve_device  # noqa: E402
 from rnnclf.errors import RnnclfError  # noqa: E402
-from rnnclf.train import predict_split  # noqa: E402
+from rnnclf.training.trainer import predict_split  # noqa: E402
 
 AG_NEWS_TRAIN_ROWS = 120_000
 
@@ -164,6 +164,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for precision in args.precisions:
             if precision == "fp16" and device.type != "cuda":
                 continue  # fp16 autocast has no CPU path (rnnclf refuses it there)
+            if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+                continue  # rnnclf refuses bf16 training on such a CPU
             for batch_size in args.batch_sizes:
                 # Enough rows for warm-up and timed steps at this batch size.
                 needed = (settings.warmup + settings.steps) * batch_size

@@ -1,4 +1,4 @@
-"""Inference samples/s through `predict_split`, ATen's kernels vs rnnclf/cpu_inference.py.
+"""Inference samples/s through `predict_split`, ATen's kernels vs rnnclf/accel/cpu_inference.py.
 
     python scripts/infer_ab.py --threads 1
 
@@ -20,11 +20,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import rnnclf.model  # noqa: E402
-from rnnclf.config import Config  # noqa: E402
+import rnnclf.models.classifier  # noqa: E402
+from rnnclf.config.schema import Config  # noqa: E402
 from rnnclf.data.dataset import prepare_training_data  # noqa: E402
-from rnnclf.factory import build_model  # noqa: E402
-from rnnclf.train import predict_split  # noqa: E402
+from rnnclf.models.build import build_model  # noqa: E402
+from rnnclf.training.trainer import predict_split  # noqa: E402
 
 MODELS = {  # name -> model overrides on top of Config()
     "gru-bi": {},
@@ -60,7 +60,7 @@ def main() -> None:
             rates: dict[bool, list[float]] = {False: [], True: []}
             for repeat in range(4):  # the first round warms up
                 for lean in (False, True):
-                    rnnclf.model.LEAN_INFERENCE = lean
+                    rnnclf.models.classifier.LEAN_INFERENCE = lean
                     began = time.perf_counter()
                     predict_split(model, split, batch_size, config.data.max_length,
                                   torch.device("cpu"))
@@ -69,7 +69,7 @@ def main() -> None:
             aten, lean = (statistics.median(rates[flag]) for flag in (False, True))
             print(f"| {name} | {batch_size} | {aten:.0f} | {lean:.0f} | {lean / aten:.2f} |",
                   flush=True)
-    rnnclf.model.LEAN_INFERENCE = True
+    rnnclf.models.classifier.LEAN_INFERENCE = True
 
 
 if __name__ == "__main__":

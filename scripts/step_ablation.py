@@ -21,15 +21,15 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import rnnclf.kernels  # noqa: E402
-import rnnclf.model  # noqa: E402
-from rnnclf.config import Config  # noqa: E402
+import rnnclf.accel.kernels  # noqa: E402
+import rnnclf.models.classifier  # noqa: E402
+from rnnclf.config.schema import Config  # noqa: E402
 from rnnclf.data.batches import epoch_batches  # noqa: E402
 from rnnclf.data.dataset import prepare_training_data  # noqa: E402
-from rnnclf.factory import build_model, build_optimizer  # noqa: E402
-from rnnclf.optimizers import clip_grad_norm  # noqa: E402
+from rnnclf.models.build import build_model, build_optimizer  # noqa: E402
+from rnnclf.training.optimizers import clip_grad_norm  # noqa: E402
 
-BUILT_KERNELS = rnnclf.kernels.KERNELS
+BUILT_KERNELS = rnnclf.accel.kernels.KERNELS
 
 VARIANTS = {
     "original: packed RNN, AdamW (foreach)": {"padded": False, "optimizer": "foreach",
@@ -40,7 +40,7 @@ VARIANTS = {
     "+ fused CPU GRU": {"padded": True, "optimizer": "fused", "fused_gru": True, "kernels": False},
     "+ optim.sparse_embedding=true": {"padded": True, "optimizer": "sparse", "fused_gru": True,
                                       "kernels": False},
-    "+ C time loops (rnnclf/_kernels.c; the default now)": {
+    "+ C time loops (rnnclf/accel/_kernels.c; the default now)": {
         "padded": True, "optimizer": "sparse", "fused_gru": True, "kernels": True},
 }
 
@@ -73,9 +73,9 @@ def main() -> None:
 
     def run(name: str, steps: list) -> float:
         variant, model, optimizer = states[name]
-        rnnclf.model.MAX_PADDED_WORK = 2.0 if variant["padded"] else 0.0  # 0: packed path
-        rnnclf.model.FUSED_GRU = variant["fused_gru"]
-        rnnclf.kernels.KERNELS = BUILT_KERNELS if variant["kernels"] else None
+        rnnclf.models.classifier.MAX_PADDED_WORK = 2.0 if variant["padded"] else 0.0  # 0: packed path
+        rnnclf.models.classifier.FUSED_GRU = variant["fused_gru"]
+        rnnclf.accel.kernels.KERNELS = BUILT_KERNELS if variant["kernels"] else None
         started = time.process_time()
         for batch in steps:
             loss = F.cross_entropy(model(batch.tokens, batch.lengths), batch.labels)

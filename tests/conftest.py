@@ -133,7 +133,7 @@ def gate_math(request: pytest.FixtureRequest,
               monkeypatch: pytest.MonkeyPatch) -> KernelCalls | None:
     """Runs a test once with rnnclf's C gate kernels (counting their calls; skipped where they
     were not built) and once with the same math in ATen ops."""
-    from rnnclf import kernels
+    from rnnclf.accel import kernels
 
     if request.param == "aten":
         monkeypatch.setattr(kernels, "KERNELS", None)
@@ -144,10 +144,10 @@ def gate_math(request: pytest.FixtureRequest,
 @pytest.fixture
 def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> KernelCalls:
     """Counts the calls of rnnclf's C gate kernels (skipped where they were not built)."""
-    from rnnclf import kernels
+    from rnnclf.accel import kernels
 
     if kernels.KERNELS is None:
-        pytest.skip("rnnclf/_kernels.c is not built here (pip install -e . with a C compiler)")
+        pytest.skip("rnnclf/accel/_kernels.c is not built here (pip install -e . with a C compiler)")
     counter = KernelCalls(kernels.KERNELS)
     monkeypatch.setattr(kernels, "KERNELS", counter)
     return counter

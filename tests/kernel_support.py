@@ -14,7 +14,7 @@ def gru_weights(gru: nn.GRU) -> list[list[Tensor]]:
 
 
 class KernelCalls:
-    """rnnclf.kernels.KERNELS behind a counter of the C functions called through it."""
+    """rnnclf.accel.kernels.KERNELS behind a counter of the C functions called through it."""
 
     def __init__(self, library: object) -> None:
         self.library, self.calls = library, {}

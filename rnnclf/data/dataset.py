@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from rnnclf.config import DataConfig
+from rnnclf.config.schema import DataConfig
 from rnnclf.data import agnews, tabular
 from rnnclf.data.agnews import Row
 from rnnclf.data.text import UNK, UNK_INDEX, Vocab, clean_ag_news, tokenize
 from rnnclf.errors import RnnclfError
-from rnnclf.io import atomic_torch_save
+from rnnclf.runs.atomic import atomic_torch_save
 
 # Bump when tokenizing, cleaning or the cache layout changes, so old caches are not reused.
 PREPROCESS_VERSION = 2

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from rnnclf.config import DataConfig
+from rnnclf.config.schema import DataConfig
 from rnnclf.data import agnews
 from rnnclf.data.dataset import EncodedSplit, locate_file, prepare_eval_split, prepare_training_data
 from rnnclf.data.download import file_md5

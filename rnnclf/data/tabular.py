@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnclf.config import DataConfig
+from rnnclf.config.schema import DataConfig
 from rnnclf.data.agnews import MAX_FIELD_CHARS, Row
 from rnnclf.errors import RnnclfError
 

@@ -1,0 +1,182 @@
+"""Seed ensembles: `train.ensemble = K` trains K models one after another and averages them.
+
+Member k (1..K) is an ordinary run in runs/<name>/member_k/ (config.yaml, metrics.jsonl,
+best.pt, last.pt), trained with seed `train.seed + 1000 (k - 1)` on the same training/validation
+split and chosen on the same validation rows: member 1 is the single model of the same seed, and
+ensembles of seeds 0, 1, 2 share no member, so their spread is an honest one. Once all are
+trained, runs/<name>/best.pt holds every member's weights in one checkpoint (its config has
+`train.ensemble = K`); eval, predict and export load it like any other and average the members'
+probabilities (`EnsembleClassifier`).
+
+An interrupted ensemble resumes with `rnnclf train --resume runs/<name>`: finished members are
+kept, the interrupted one continues from its last.pt, the rest start.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rnnclf.config.schema import Config, from_dict, from_saved_dict, to_yaml
+from rnnclf.data.dataset import prepare_training_data, resolve_data_dir
+from rnnclf.data.word_vectors import extra_vocabulary
+from rnnclf.device import resolve_device
+from rnnclf.errors import Interrupted, RnnclfError, RunFailed
+from rnnclf.models.classifier import count_parameters
+from rnnclf.runs.atomic import atomic_write_text, write_json
+from rnnclf.runs.checkpoint import load_checkpoint, load_model, save_checkpoint
+from rnnclf.runs.folder import prepare_run_directory, run_directory
+from rnnclf.training.trainer import evaluate, fit, load_resume_config, resume_overrides_applied
+
+CONFIG_FILE = "config.yaml"
+MEMBER_SEED_STRIDE = 1000
+
+
+def member_seed(seed: int, index: int) -> int:
+    """The seed of member `index` (1-based) of the ensemble of `seed`."""
+    return seed + MEMBER_SEED_STRIDE * (index - 1)
+
+
+def member_dir(run_dir: Path, index: int) -> Path:
+    return run_dir / f"member_{index}"
+
+
+def load_run_config(run_dir: Path, overrides: list[str]) -> Config:
+    """The config `rnnclf train --resume run_dir` goes on with: a single run's (from its
+    last.pt), or an ensemble's (from its config.yaml; an ensemble folder has no last.pt)."""
+    if not (run_dir / "last.pt").exists() and (run_dir / CONFIG_FILE).is_file():
+        config = _saved_ensemble_config(run_dir, overrides)
+        if config is not None:
+            return config
+    return load_resume_config(run_dir, overrides)
+
+
+def _saved_ensemble_config(run_dir: Path, overrides: list[str]) -> Config | None:
+    try:
+        raw = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise RnnclfError(f"{run_dir}/{CONFIG_FILE} cannot be read ({type(error).__name__}); "
+                          "the run cannot be resumed, start a new one") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("train"), dict) \
+            or raw["train"].get("ensemble", 1) == 1:
+        return None
+    return from_dict(resume_overrides_applied(raw, overrides), source=f"{run_dir}/{CONFIG_FILE}")
+
+
+def _member_config(config: Config, run_dir: Path, index: int) -> Config:
+    member = copy.deepcopy(config)
+    member.train.ensemble = 1
+    member.train.seed = member_seed(config.train.seed, index)
+    member.train.runs_dir = str(run_dir)
+    member.train.name = member_dir(run_dir, index).name
+    return member
+
+
+def fit_ensemble(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
+                 overrides: list[str] | None = None, log: Any = print) -> dict[str, Any]:
+    """Train (or finish training) the members of `config`'s ensemble, then write best.pt."""
+    size = config.train.ensemble
+    started = time.perf_counter()
+    if resume_dir is None:
+        config.data.dir = str(resolve_data_dir(config.data))
+        run_dir = run_directory(config)
+        prepare_run_directory(run_dir, overwrite)
+        for old in run_dir.glob("member_*"):  # only reached with --overwrite (or no run files)
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        atomic_write_text(run_dir / CONFIG_FILE, to_yaml(config))
+    else:
+        run_dir = resume_dir
+    seeds = ", ".join(str(member_seed(config.train.seed, index)) for index in range(1, size + 1))
+    log(f"ensemble: {size} members (seeds {seeds}) in {run_dir}/member_1..{size}")
+    members = []
+    for index in range(1, size + 1):
+        folder = member_dir(run_dir, index)
+        if (folder / "summary.json").is_file() and (folder / "best.pt").is_file():
+            log(f"member {index}/{size}: already trained ({folder})")
+            members.append(folder)
+            continue
+        log(f"member {index}/{size}: seed {member_seed(config.train.seed, index)}")
+        try:
+            if (folder / "last.pt").is_file():
+                fit(load_resume_config(folder, list(overrides or [])), resume_dir=folder, log=log)
+            else:
+                fit(_member_config(config, run_dir, index), overwrite=True, log=log)
+        except Interrupted as stop:  # point the hint at the ensemble, not at the member
+            raise Interrupted(str(stop).replace(f"--resume {folder}", f"--resume {run_dir}"),
+                              exit_code=stop.exit_code) from None
+        members.append(folder)
+    return _assemble(config, run_dir, members, started, log)
+
+
+def _assemble(config: Config, run_dir: Path, members: list[Path], started: float, log: Any
+              ) -> dict[str, Any]:
+    """One checkpoint with every member's best weights; its val accuracy; summary.json."""
+    payloads = [load_checkpoint(folder / "best.pt") for folder in members]
+    first = payloads[0]
+    member_model = from_saved_dict(first["config"], source=f"{members[0]}/best.pt").model
+    for folder, payload in zip(members[1:], payloads[1:]):
+        same_model = from_saved_dict(payload["config"], source=str(folder)).model == member_model
+        if payload["vocab"] != first["vocab"] or payload["label_names"] != first["label_names"] \
+                or not same_model:
+            raise RunFailed(f"{folder} was trained on other data or with another model than "
+                            f"{members[0]}; train the ensemble again with --overwrite")
+    ensemble_config = copy.deepcopy(config)
+    ensemble_config.model = member_model  # as trained (e.g. the n-gram table size used)
+    state = {f"members.{index}.{key}": value for index, payload in enumerate(payloads)
+             for key, value in payload["model_state"].items()}
+    save_checkpoint(run_dir / "best.pt", {
+        "config": ensemble_config.to_dict(), "vocab": first["vocab"],
+        "label_names": first["label_names"], "model_state": state,
+        "members": [str(folder.name) for folder in members]})
+    member_records = [{"best_val_acc": float(payload["progress"]["best_val_acc"]),
+                       "best_epoch": int(payload["progress"]["best_epoch"])}
+                      for payload in payloads]
+    vocab_size = len(first["vocab"])
+    del state, payloads, first  # the weights live on in best.pt; peak memory counts here
+    device = resolve_device(config.train.device)
+    loaded = load_model(run_dir / "best.pt", device)
+    data = prepare_training_data(config.data, extra_words=extra_vocabulary(config.model))
+    val = evaluate(loaded.model, data.val, config.train.eval_batch_size,
+                   config.data.max_length, device)
+    summary = {
+        "run_dir": str(run_dir), "ensemble": len(members),
+        "best_val_acc": val["accuracy"], "val_loss": val["loss"],
+        "members": [{"run_dir": str(folder), "seed": member_seed(config.train.seed, index + 1),
+                     **record} for index, (folder, record) in enumerate(zip(members,
+                                                                             member_records))],
+        "parameters": count_parameters(loaded.model), "vocab_size": vocab_size,
+        "train_rows": len(data.train), "val_rows": len(data.val),
+        "seconds": time.perf_counter() - started,
+    }
+    write_json(run_dir / "summary.json", summary)
+    freed = _remove_member_resume_states(members)
+    listed = ", ".join(f"{record['best_val_acc']:.4f}" for record in member_records)
+    log(f"ensemble of {len(members)}: val accuracy {val['accuracy']:.4f} (members {listed}); "
+        f"checkpoint {run_dir / 'best.pt'}")
+    if freed:
+        log(f"removed the members' last.pt files ({freed / 2**20:.0f} MiB): best.pt holds "
+            "their weights")
+    return summary
+
+
+def _remove_member_resume_states(members: list[Path]) -> int:
+    """Delete the members' last.pt once best.pt holds the ensemble; returns the bytes freed.
+
+    A finished member's last.pt only serves to train it further; with Adam it is three times
+    the member's weights (about 255 MB each for the default), which best.pt already holds."""
+    freed = 0
+    for folder in members:
+        path = folder / "last.pt"
+        try:
+            size = path.stat().st_size
+            path.unlink()
+            freed += size
+        except OSError:  # already gone, or read-only: nothing is lost either way
+            pass
+    return freed

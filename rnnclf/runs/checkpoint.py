@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from rnnclf import __version__
-from rnnclf.config.schema import Config, from_saved_dict
+from rnnclf.config import Config, from_saved_dict
 from rnnclf.data.text import Vocab
 from rnnclf.errors import RnnclfError
 from rnnclf.models.build import build_classifier

@@ -14,8 +14,8 @@ from rnnclf.config import Config, from_saved_dict
 from rnnclf.data.text import Vocab
 from rnnclf.errors import RnnclfError
 from rnnclf.models.build import build_classifier
-from rnnclf.runs.atomic import atomic_torch_save
 from rnnclf.models.classifier import EnsembleClassifier, RNNClassifier
+from rnnclf.runs.atomic import atomic_torch_save
 
 FORMAT = "rnnclf-checkpoint"
 FORMAT_VERSION = 1

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rnnclf import __version__
-from rnnclf.cli.app import main
+from rnnclf.cli import main
 from rnnclf.config import load_config
 from rnnclf.runs.checkpoint import load_model
 

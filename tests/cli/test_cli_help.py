@@ -65,7 +65,9 @@ def test_console_script_names_the_cli_package_main() -> None:
     """pyproject's `rnnclf` script is rnnclf.cli:main (python -m rnnclf runs it too)."""
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     scripts = pyproject.read_text(encoding="utf-8").partition("[project.scripts]")[2]
-    target = re.search(r'^rnnclf = "([^"]+)"', scripts, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    match = re.search(r'^rnnclf = "([^"]+)"', scripts, re.MULTILINE)
+    assert match is not None, "pyproject.toml has no rnnclf console script"
+    target = match.group(1)
     module_name, _, function_name = target.partition(":")
     assert target == "rnnclf.cli:main"
     assert getattr(importlib.import_module(module_name), function_name) is rnnclf.cli.main

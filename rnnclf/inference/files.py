@@ -105,7 +105,7 @@ def _csv_rows(handle: IO[bytes], reader: Any, columns: list[str] | None, path: P
               ) -> Iterator[Record]:
     """The CSV records after the header; a broken or short row stops with its line."""
     def broken(line: int, problem: str) -> None:
-        raise RnnclfError(f"{path}, line {line}: {problem}; fix the row")
+        raise RnnclfError(f"{path}, line {line}: {problem}; fix the row") from None
 
     with handle, contextlib.closing(csv_records(reader, broken)) as records:
         for line, fields in records:

@@ -589,4 +589,3 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                  f"best val accuracy {progress.best_val_acc:.4f} (epoch {progress.best_epoch})")
     log(f"{chosen_by}; checkpoint {run_dir / 'best.pt'}")
     return summary
-

@@ -1,3 +1,3 @@
-from rnnclf.cli.app import main
+from rnnclf.cli import main
 
 main()

@@ -39,3 +39,9 @@ class StoppedAtOnce(BaseException):
     def __init__(self, exit_code: int = 130) -> None:
         super().__init__()
         self.exit_code = exit_code
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks as spaces (an OS error or a file name may carry some), so the
+    CLI prints every error on one line."""
+    return " ".join(text.splitlines())

@@ -26,8 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from rnnclf.config.schema import DataConfig
 from rnnclf.data import agnews
-from rnnclf.data.dataset import split_indices
+from rnnclf.data.dataset import resolve_data_dir, split_indices
 from rnnclf.data.text import clean_ag_news, tokenize
 from rnnclf.errors import RnnclfError
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
               "(fasttext-wheel)", file=sys.stderr)
         return 2
     try:
-        data_dir = agnews.resolve_data_dir(args.data_dir)
+        data_dir = resolve_data_dir(DataConfig(dir=args.data_dir))
         train_path = agnews.locate(data_dir, args.train_file, download=False)
         test_path = agnews.locate(data_dir, args.test_file, download=False)
         rows, _ = agnews.read_rows(train_path)

@@ -94,9 +94,9 @@ class CliResult:
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str], stdin: str | None = None,
             monkeypatch: pytest.MonkeyPatch | None = None) -> CliResult:
-    """Run `rnnclf.cli.app.main` in this process (fast: torch is imported once) like the console
+    """Run `rnnclf.cli.main` in this process (fast: torch is imported once) like the console
     script does. Anything but SystemExit escaping main() is a bug and fails the test."""
-    from rnnclf.cli import app as cli
+    from rnnclf import cli
 
     capsys.readouterr()  # drop whatever earlier steps printed
     saved_argv, saved_stdin = sys.argv, sys.stdin

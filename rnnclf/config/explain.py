@@ -1,4 +1,7 @@
-"""`rnnclf config show|validate`: the resolved config as YAML, and a check of config files."""
+"""The config explained: resolved YAML with each field's meaning, every default, a file check.
+
+Used by `rnnclf config show|validate`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from rnnclf.config.schema import SECTIONS, Config, _field_table, load_config, to_yaml
+from rnnclf.config.loading import load_config, to_yaml
+from rnnclf.config.schema import SECTIONS, Config, field_table
 from rnnclf.errors import RnnclfError
 
 
@@ -23,7 +27,7 @@ def commented_yaml(config: Config) -> str:
     for section, section_type in SECTIONS.items():
         lines.append(f"{section}:")
         values = getattr(config, section)
-        for name, (_, meta) in _field_table(section_type).items():
+        for name, (_, meta) in field_table(section_type).items():
             entry = yaml.safe_dump({name: getattr(values, name)}, width=1_000).strip()
             choices = f" ({' | '.join(meta['choices'])})" if meta.get("choices") else ""
             lines.append(f"  {entry}  # {meta['help']}{choices}")
@@ -44,3 +48,14 @@ def validate(paths: list[Path], log: Callable[[str], None] = print) -> int:
             raise RnnclfError(message) from None
         log(f"ok  {path}")
     return len(paths)
+
+
+def describe() -> str:
+    """Every field with its default and meaning, for the README and `--help`."""
+    lines = []
+    for section, section_type in SECTIONS.items():
+        lines.append(f"{section}:")
+        for name, (_, meta) in field_table(section_type).items():
+            default = getattr(section_type(), name)
+            lines.append(f"  {name}: {default!r}  # {meta['help']}")
+    return "\n".join(lines)

@@ -40,10 +40,6 @@ def default_data_dir() -> Path:
     return user_cache_dir("RNNCLF_DATA_DIR", "ag_news")
 
 
-def resolve_data_dir(configured: str) -> Path:
-    return (Path(configured).expanduser() if configured else default_data_dir()).resolve()
-
-
 def locate(data_dir: Path, file_name: str, download: bool, mirror: str | None = None) -> Path:
     """Path of `file_name` in `data_dir`, downloading the canonical AG News file if allowed."""
     path = data_dir / file_name

@@ -120,9 +120,12 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
 
 
 def resolve_data_dir(config: DataConfig) -> Path:
-    """Absolute data folder: AG News' default cache folder, or the current folder for own data."""
-    if config.dataset == "ag_news" or config.dir:
-        return agnews.resolve_data_dir(config.dir)
+    """Absolute data folder: data.dir (relative to the current folder), else AG News' cache
+    folder ($RNNCLF_DATA_DIR), or the current folder for own data."""
+    if config.dir:
+        return Path(config.dir).expanduser().resolve()
+    if config.dataset == "ag_news":
+        return agnews.default_data_dir().resolve()
     return Path.cwd().resolve()
 
 

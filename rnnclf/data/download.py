@@ -16,10 +16,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import IO, Any
 
 from tqdm import tqdm
 
-from rnnclf.errors import RnnclfError
+from rnnclf.errors import RnnclfError, one_line
+from rnnclf.runs.atomic import fsync_dir
 
 _CHUNK = 1 << 16
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -30,6 +32,10 @@ _NETWORK_ERRORS = (TimeoutError, ConnectionError, http.client.HTTPException)
 
 class _Transient(Exception):
     """A failure worth retrying: dropped connection, timeout, no route, HTTP 5xx or 429."""
+
+
+class _StartOver(Exception):
+    """The saved `.part` cannot be continued (stale, or the server sent another range)."""
 
 
 def file_md5(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -71,26 +77,29 @@ def download_file(
     else:
         tries = f"{retries + 1} attempt{'s' if retries else ''}"
         raise RnnclfError(
-            _one_line(
+            one_line(
                 f"could not download {url}: {reason} ({tries}); check your connection, "
                 f"or download it yourself and put it at {dest}"
             )
         )
-
     if md5 is not None:
-        got = file_md5(part)
-        if got.lower() != md5.strip().lower():
-            # A corrupt .part must not be resumed next time: remove it so a retry starts clean.
-            part.unlink(missing_ok=True)
-            raise RnnclfError(
-                _one_line(
-                    f"downloaded {url} but its MD5 is {got}, expected {md5}; the file was "
-                    f"removed. Retry later, or put a verified copy at {dest}"
-                )
-            )
+        _check_md5(part, md5, url, dest)
     os.replace(part, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return dest
+
+
+def _check_md5(part: Path, md5: str, url: str, dest: Path) -> None:
+    got = file_md5(part)
+    if got.lower() != md5.strip().lower():
+        # A corrupt .part must not be resumed next time: remove it so a retry starts clean.
+        part.unlink(missing_ok=True)
+        raise RnnclfError(
+            one_line(
+                f"downloaded {url} but its MD5 is {got}, expected {md5}; the file was "
+                f"removed. Retry later, or put a verified copy at {dest}"
+            )
+        )
 
 
 def _fetch(
@@ -98,48 +107,26 @@ def _fetch(
 ) -> None:
     """Make one request and append to (or restart) `part`. Raises _Transient if worth retrying."""
     offset = part.stat().st_size if resume and part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        if exc.code == 416 and offset:
-            # The saved prefix is already the whole file (crash before the rename), or it is
-            # stale (longer than the file): keep it in the first case, start over in the second.
-            match = _UNSATISFIED_RANGE.match(exc.headers.get("Content-Range") or "")
-            if match and int(match.group(1)) == offset:
-                return None
-            part.unlink(missing_ok=True)
-            return _fetch(url, part, dest, timeout=timeout, progress=progress, resume=False)
-        if exc.code == 429 or exc.code >= 500:
-            raise _Transient(f"HTTP {exc.code} {exc.reason}") from exc
-        raise RnnclfError(
-            _one_line(
-                f"could not download {url}: HTTP {exc.code} {exc.reason}; check the URL, "
-                f"or download it yourself and put it at {dest}"
-            )
-        ) from exc
-    except urllib.error.URLError as exc:  # DNS failure, refused, connect timeout
-        raise _Transient(_describe(exc.reason, timeout)) from exc
-    except _NETWORK_ERRORS as exc:  # e.g. the status line never arrives
-        raise _Transient(_describe(exc, timeout)) from exc
+        _fetch_from(url, part, dest, offset, timeout=timeout, progress=progress)
+    except _StartOver:
+        part.unlink(missing_ok=True)
+        _fetch(url, part, dest, timeout=timeout, progress=progress, resume=False)
 
+
+def _fetch_from(
+    url: str, part: Path, dest: Path, offset: int, *, timeout: float, progress: bool
+) -> None:
+    """Request the bytes from `offset` on and write them to `part`."""
+    response = _open(url, dest, offset, timeout)
+    if response is None:
+        return
     with response:
-        if response.status == 206:
-            match = _CONTENT_RANGE.match(response.headers.get("Content-Range") or "")
-            if not match or int(match.group(1)) != offset:
-                # Appending a range that starts elsewhere would corrupt the file.
-                if not offset:
-                    raise _Transient("the server sent a partial response nobody asked for")
-                part.unlink(missing_ok=True)
-                return _fetch(url, part, dest, timeout=timeout, progress=progress, resume=False)
-            mode = "ab"
-        else:
-            # 200 to a Range request means the server ignores Range: restart from byte zero.
-            offset, mode = 0, "wb"
+        mode = _write_mode(response, offset)
+        if mode == "wb":
+            offset = 0
         length = response.headers.get("Content-Length")
         expected = int(length) if length and length.strip().isdigit() else None
-        received = 0
         with (
             open(part, mode) as out,
             tqdm(
@@ -153,23 +140,72 @@ def _fetch(
                 disable=not progress,
             ) as bar,
         ):
-            try:
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-            except _NETWORK_ERRORS as exc:
-                raise _Transient(_describe(exc, timeout)) from exc
-            finally:
-                # Make what we got durable even on failure: it is what the next try resumes from.
-                out.flush()
-                os.fsync(out.fileno())
+            received = _copy(response, out, bar, timeout)
     # http.client returns b"" (no exception) when the peer closes early, so compare lengths.
     if expected is not None and received < expected:
         raise _Transient(
             f"connection dropped after {offset + received} of {offset + expected} bytes"
         )
-    return None
+
+
+def _open(url: str, dest: Path, offset: int, timeout: float) -> Any:
+    """The response to a request from byte `offset`; None when the saved prefix is already the
+    whole file (a crash came before the rename)."""
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code == 416 and offset:
+            # The saved prefix is already the whole file, or it is stale (longer than the
+            # file): keep it in the first case, start over in the second.
+            match = _UNSATISFIED_RANGE.match(exc.headers.get("Content-Range") or "")
+            if match and int(match.group(1)) == offset:
+                return None
+            raise _StartOver from exc
+        if exc.code == 429 or exc.code >= 500:
+            raise _Transient(f"HTTP {exc.code} {exc.reason}") from exc
+        raise RnnclfError(
+            one_line(
+                f"could not download {url}: HTTP {exc.code} {exc.reason}; check the URL, "
+                f"or download it yourself and put it at {dest}"
+            )
+        ) from exc
+    except urllib.error.URLError as exc:  # DNS failure, refused, connect timeout
+        raise _Transient(_describe(exc.reason, timeout)) from exc
+    except _NETWORK_ERRORS as exc:  # e.g. the status line never arrives
+        raise _Transient(_describe(exc, timeout)) from exc
+
+
+def _write_mode(response: Any, offset: int) -> str:
+    """"ab" to append a range that continues `part`, "wb" to write the whole file anew."""
+    if response.status != 206:
+        # 200 to a Range request means the server ignores Range: restart from byte zero.
+        return "wb"
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range") or "")
+    if not match or int(match.group(1)) != offset:
+        # Appending a range that starts elsewhere would corrupt the file.
+        if not offset:
+            raise _Transient("the server sent a partial response nobody asked for")
+        raise _StartOver
+    return "ab"
+
+
+def _copy(response: Any, out: IO[bytes], bar: tqdm, timeout: float) -> int:
+    """Stream the body into `out`; returns the bytes received."""
+    received = 0
+    try:
+        while chunk := response.read(_CHUNK):
+            out.write(chunk)
+            received += len(chunk)
+            bar.update(len(chunk))
+    except _NETWORK_ERRORS as exc:
+        raise _Transient(_describe(exc, timeout)) from exc
+    finally:
+        # Make what we got durable even on failure: it is what the next try resumes from.
+        out.flush()
+        os.fsync(out.fileno())
+    return received
 
 
 def _describe(exc: BaseException | str, timeout: float) -> str:
@@ -179,22 +215,3 @@ def _describe(exc: BaseException | str, timeout: float) -> str:
     if isinstance(exc, (http.client.IncompleteRead, ConnectionResetError)):
         return f"connection dropped mid-transfer ({type(exc).__name__})"
     return str(exc) or type(exc).__name__
-
-
-def _one_line(text: str) -> str:
-    """Replace line breaks (an OS error text may carry some) so the CLI prints one line."""
-    return " ".join(text.splitlines())
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist the rename itself; Windows cannot open a directory, so skip it there."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -10,7 +10,13 @@ import torch
 
 from rnnclf.config.schema import DataConfig
 from rnnclf.data import agnews
-from rnnclf.data.dataset import EncodedSplit, locate_file, prepare_eval_split, prepare_training_data
+from rnnclf.data.dataset import (
+    EncodedSplit,
+    locate_file,
+    prepare_eval_split,
+    prepare_training_data,
+    resolve_data_dir,
+)
 from rnnclf.data.download import file_md5
 from rnnclf.data.text import UNK_INDEX
 from rnnclf.errors import RnnclfError
@@ -21,7 +27,7 @@ PERCENTILES = (50, 90, 95, 99)
 def download_ag_news(data_dir: str = "", mirror: str | None = None,
                      log: Callable[[str], None] = print) -> list[Path]:
     """Download train.csv and test.csv (or check the ones there) against AG News' MD5s."""
-    folder = agnews.resolve_data_dir(data_dir)
+    folder = resolve_data_dir(DataConfig(dir=data_dir))
     paths = []
     for name, known in agnews.KNOWN_MD5.items():
         existed = (folder / name).is_file()

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,28 +77,36 @@ def _valid_utf8(text: str) -> bool:
     return True
 
 
-def _csv_records(path: Path, config: DataConfig, bad: _BadRows
-                 ) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of every non-blank CSV record; broken quoting is a bad row."""
+def csv_records(reader: Any, on_error: Callable[[int, str], None]
+                ) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of every non-blank record of a `csv.reader`. A record that breaks
+    the CSV rules (an unclosed quote, a field over MAX_FIELD_CHARS) goes to `on_error` with its
+    line and the problem; `on_error` raises, or returns to go on with the next record."""
     old_limit = csv.field_size_limit(MAX_FIELD_CHARS)
     try:
-        reader = csv.reader(io.StringIO(_read_text(path), newline=""))
         while True:
             try:
                 fields = next(reader)
             except StopIteration:
                 return
             except csv.Error as error:
-                problem = str(error)
-                if "field larger" in problem:
-                    problem = (f"a field is longer than {MAX_FIELD_CHARS:,} characters "
-                               "(an unclosed quote?)")
-                bad(reader.line_num, problem)
+                on_error(reader.line_num, str(error))
                 continue
             if fields:
                 yield reader.line_num, fields
     finally:
         csv.field_size_limit(old_limit)
+
+
+def _training_csv_records(path: Path, bad: _BadRows) -> Iterator[tuple[int, list[str]]]:
+    """The records of a training/eval CSV; broken quoting is a bad row."""
+    def broken(line: int, problem: str) -> None:
+        if "field larger" in problem:
+            problem = f"a field is longer than {MAX_FIELD_CHARS:,} characters (an unclosed quote?)"
+        bad(line, problem)
+
+    # A generator, so the file is read on the first record, as the caller expects.
+    yield from csv_records(csv.reader(io.StringIO(_read_text(path), newline="")), broken)
 
 
 def _column_indices(path: Path, header: list[str] | None, names: list[str], key: str
@@ -122,7 +130,7 @@ def _column_indices(path: Path, header: list[str] | None, names: list[str], key:
 
 def _read_csv(path: Path, config: DataConfig, bad: _BadRows) -> list[LabelledText]:
     text_names = split_fields(config.text_fields)
-    records = _csv_records(path, config, bad)
+    records = _training_csv_records(path, bad)
     header: list[str] | None = None
     if config.header:
         first = next(records, None)

@@ -19,9 +19,8 @@ from typing import IO, Any
 import torch
 from tqdm.auto import tqdm
 
-from rnnclf.data.agnews import MAX_FIELD_CHARS
 from rnnclf.data.dataset import encode_texts, text_of
-from rnnclf.data.tabular import split_fields
+from rnnclf.data.tabular import csv_records, split_fields
 from rnnclf.errors import RnnclfError
 from rnnclf.inference.predictor import CHARS_PER_TOKEN_BOUND, Predictor
 from rnnclf.runs.atomic import atomic_open
@@ -83,7 +82,7 @@ def _read_records(path: Path, kind: str, header: bool, bar: tqdm
         except StopIteration:
             handle.close()
             raise RnnclfError(f"--input {path} is empty; expected a header row") from None
-    return columns, _csv_records(handle, reader, columns, path)
+    return columns, _csv_rows(handle, reader, columns, path)
 
 
 def _json_records(handle: IO[bytes], lines: _CountingLines, path: Path) -> Iterator[Record]:
@@ -102,28 +101,18 @@ def _json_records(handle: IO[bytes], lines: _CountingLines, path: Path) -> Itera
             yield Record(number, value)
 
 
-def _csv_records(handle: IO[bytes], reader: Any, columns: list[str] | None, path: Path
-                 ) -> Iterator[Record]:
-    old_limit = csv.field_size_limit(MAX_FIELD_CHARS)
-    try:
-        with handle:
-            while True:
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as error:
-                    raise RnnclfError(f"{path}, line {reader.line_num}: {error}; fix the row"
-                                      ) from None
-                if not fields:
-                    continue
-                if columns is not None and len(fields) != len(columns):
-                    raise RnnclfError(f"{path}, line {reader.line_num}: expected "
-                                      f"{len(columns)} columns as in the header, found "
-                                      f"{len(fields)}; fix the row")
-                yield Record(reader.line_num, fields)
-    finally:
-        csv.field_size_limit(old_limit)
+def _csv_rows(handle: IO[bytes], reader: Any, columns: list[str] | None, path: Path
+              ) -> Iterator[Record]:
+    """The CSV records after the header; a broken or short row stops with its line."""
+    def broken(line: int, problem: str) -> None:
+        raise RnnclfError(f"{path}, line {line}: {problem}; fix the row") from None
+
+    with handle, contextlib.closing(csv_records(reader, broken)) as records:
+        for line, fields in records:
+            if columns is not None and len(fields) != len(columns):
+                raise RnnclfError(f"{path}, line {line}: expected {len(columns)} columns as in "
+                                  f"the header, found {len(fields)}; fix the row")
+            yield Record(line, fields)
 
 
 def _text_getter(columns: list[str] | None, kind: str, fields: list[str], path: Path):

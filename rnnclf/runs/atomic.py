@@ -25,7 +25,8 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (the rename itself lives in the folder's entry)."""
     with contextlib.suppress(OSError):  # not every platform can fsync a folder
         fd = os.open(folder, os.O_RDONLY)
         try:
@@ -85,7 +86,7 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
         if os_error is not None:
             raise _write_error(path, os_error) from None
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: Path, write: Callable[[IO[bytes]], None]) -> None:

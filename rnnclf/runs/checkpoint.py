@@ -10,12 +10,12 @@ from typing import Any
 import torch
 
 from rnnclf import __version__
-from rnnclf.config.schema import Config, from_saved_dict
+from rnnclf.config import Config, from_saved_dict
 from rnnclf.data.text import Vocab
 from rnnclf.errors import RnnclfError
 from rnnclf.models.build import build_classifier
-from rnnclf.runs.atomic import atomic_torch_save
 from rnnclf.models.classifier import EnsembleClassifier, RNNClassifier
+from rnnclf.runs.atomic import atomic_torch_save
 
 FORMAT = "rnnclf-checkpoint"
 FORMAT_VERSION = 1

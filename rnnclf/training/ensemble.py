@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from rnnclf.config.schema import Config, from_dict, from_saved_dict, to_yaml
+from rnnclf.config import Config, from_dict, from_saved_dict, to_yaml
+from rnnclf.config.resume import load_resume_config, resume_overrides_applied
 from rnnclf.data.dataset import prepare_training_data, resolve_data_dir
 from rnnclf.data.word_vectors import extra_vocabulary
 from rnnclf.device import resolve_device
@@ -31,7 +32,7 @@ from rnnclf.models.classifier import count_parameters
 from rnnclf.runs.atomic import atomic_write_text, write_json
 from rnnclf.runs.checkpoint import load_checkpoint, load_model, save_checkpoint
 from rnnclf.runs.folder import prepare_run_directory, run_directory
-from rnnclf.training.trainer import evaluate, fit, load_resume_config, resume_overrides_applied
+from rnnclf.training.trainer import evaluate, fit
 
 CONFIG_FILE = "config.yaml"
 MEMBER_SEED_STRIDE = 1000

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rnnclf.accel.fused_gru import release_scratch
-from rnnclf.config.schema import Config, from_saved_dict, to_yaml
+from rnnclf.config import Config, to_yaml
 from rnnclf.data.batches import Batch, epoch_batches, eval_batches, eval_order, steps_per_epoch
 from rnnclf.data.dataset import (
     EncodedSplit,
@@ -589,30 +589,3 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                  f"best val accuracy {progress.best_val_acc:.4f} (epoch {progress.best_epoch})")
     log(f"{chosen_by}; checkpoint {run_dir / 'best.pt'}")
     return summary
-
-
-# The overrides `--resume` accepts: they change how a run goes on, not what it trains.
-RESUMABLE_KEYS = frozenset({"train.epochs", "train.device", "train.num_threads", "train.progress",
-                            "train.early_stopping_patience", "train.eval_batch_size",
-                            "train.tensorboard"})
-
-
-def load_resume_config(run_dir: Path, overrides: list[str]) -> Config:
-    """The saved config of a run, with the few overrides that make sense when resuming."""
-    if not (run_dir / "last.pt").is_file():
-        raise RnnclfError(f"{run_dir} holds no last.pt to resume from; start a new run instead")
-    payload = load_checkpoint(run_dir / "last.pt")
-    return from_saved_dict(resume_overrides_applied(payload["config"], overrides),
-                           source=f"{run_dir}/last.pt")
-
-
-def resume_overrides_applied(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """`raw` (a saved config) with `overrides`, refusing any key `--resume` cannot change."""
-    for text in overrides:
-        key = text.partition("=")[0].strip()
-        if key not in RESUMABLE_KEYS:
-            raise RnnclfError(f"--resume keeps the run's config; {key} cannot change "
-                              f"(allowed: {', '.join(sorted(RESUMABLE_KEYS))})")
-    from rnnclf.config.schema import apply_overrides
-
-    return apply_overrides(raw, overrides)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from rnnclf import __version__
-from rnnclf.cli.app import main
-from rnnclf.config.schema import load_config
+from rnnclf.cli import main
+from rnnclf.config import load_config
 from rnnclf.runs.checkpoint import load_model
 
 CELLS = ("rnn", "lstm", "gru")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import re
+from pathlib import Path
+
 import pytest
 import typer
 import typer.completion
 from typer.testing import CliRunner
 
+import rnnclf.cli
 from rnnclf import __version__
 from rnnclf.cli.app import app
 
@@ -54,3 +59,15 @@ def test_completion_script_and_version(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0 and "complete" in result.output
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_console_script_names_the_cli_package_main() -> None:
+    """pyproject's `rnnclf` script is rnnclf.cli:main (python -m rnnclf runs it too)."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    scripts = pyproject.read_text(encoding="utf-8").partition("[project.scripts]")[2]
+    match = re.search(r'^rnnclf = "([^"]+)"', scripts, re.MULTILINE)
+    assert match is not None, "pyproject.toml has no rnnclf console script"
+    target = match.group(1)
+    module_name, _, function_name = target.partition(":")
+    assert target == "rnnclf.cli:main"
+    assert getattr(importlib.import_module(module_name), function_name) is rnnclf.cli.main

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rnnclf.cli.app import app
-from rnnclf.config.schema import load_config
+from rnnclf.config import load_config
 from rnnclf.data import agnews
 from rnnclf.data.info import dataset_info, download_ag_news, format_info
 from rnnclf.errors import RnnclfError

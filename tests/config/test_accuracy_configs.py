@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnclf.config.schema import Config, load_config, to_yaml
+from rnnclf.config import Config, load_config, to_yaml
 from rnnclf.errors import RnnclfError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

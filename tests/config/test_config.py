@@ -6,15 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from rnnclf.config.schema import (
-    Config,
-    apply_overrides,
-    describe,
-    from_dict,
-    load_config,
-    parse_override,
-    to_yaml,
-)
+from rnnclf.config import Config, from_dict, load_config, to_yaml
+from rnnclf.config.explain import describe
+from rnnclf.config.loading import apply_overrides, parse_override
 from rnnclf.errors import RnnclfError
 
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"

@@ -13,10 +13,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnclf.config.schema import SECTIONS, Config, _field_table, load_config
+from rnnclf.config import Config, load_config
+from rnnclf.config.schema import SECTIONS, field_table
 from rnnclf.errors import RnnclfError
 
-FIELDS = {section: list(_field_table(kind)) for section, kind in SECTIONS.items()}
+FIELDS = {section: list(field_table(kind)) for section, kind in SECTIONS.items()}
 FOLDER = Path(tempfile.mkdtemp(prefix="rnnclf-config-fuzz-"))
 atexit.register(shutil.rmtree, FOLDER, True)
 
@@ -39,7 +40,7 @@ documents = st.dictionaries(st.sampled_from([*SECTIONS, "modle", "extra"]) | awk
 def assert_valid(config: Config) -> None:
     """A Config that loaded must satisfy every limit its fields declare."""
     for section, kind in SECTIONS.items():
-        for name, (field_type, meta) in _field_table(kind).items():
+        for name, (field_type, meta) in field_table(kind).items():
             value = getattr(getattr(config, section), name)
             assert isinstance(value, field_type) and not (
                 field_type is int and isinstance(value, bool)), (section, name, value)

@@ -11,7 +11,12 @@ import torch
 from rnnclf.config.schema import DataConfig
 from rnnclf.data import agnews
 from rnnclf.data.agnews import LABEL_NAMES, read_rows
-from rnnclf.data.dataset import prepare_eval_split, prepare_training_data, split_indices
+from rnnclf.data.dataset import (
+    prepare_eval_split,
+    prepare_training_data,
+    resolve_data_dir,
+    split_indices,
+)
 from rnnclf.errors import RnnclfError
 
 GOOD = b'"1","Title one","Description one."\n"4","Chip news","A new processor."\n'
@@ -176,8 +181,8 @@ def test_unknown_file_name_is_never_downloaded(tmp_path: Path) -> None:
 
 def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RNNCLF_DATA_DIR", str(tmp_path / "env_data"))
-    assert agnews.resolve_data_dir("") == (tmp_path / "env_data").resolve()
-    assert agnews.resolve_data_dir("rel") == (tmp_path / "rel").resolve()  # relative to cwd
+    assert resolve_data_dir(DataConfig(dir="")) == (tmp_path / "env_data").resolve()
+    assert resolve_data_dir(DataConfig(dir="rel")) == (tmp_path / "rel").resolve()  # to cwd
 
 
 # --- prepare_training_data -----------------------------------------------------------------------

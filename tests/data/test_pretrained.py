@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnclf.config.schema import load_config
+from rnnclf.config import load_config
 from rnnclf.data.text import Vocab
 from rnnclf.data.word_vectors import load_pretrained, read_vectors
 from rnnclf.errors import RnnclfError

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnclf.config.schema import DataConfig, load_config
+from rnnclf.config import DataConfig, load_config
 from rnnclf.data import tabular
 from rnnclf.data.dataset import prepare_eval_split, prepare_training_data
 from rnnclf.errors import RnnclfError

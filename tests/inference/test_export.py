@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from rnnclf.cli.app import app
-from rnnclf.config.schema import load_config
+from rnnclf.config import load_config
 from rnnclf.data.dataset import encode_texts, text_of
 from rnnclf.data.text import Vocab
 from rnnclf.inference.export import export_checkpoint

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from rnnclf.cli.app import app
-from rnnclf.config.schema import load_config
+from rnnclf.config import load_config
 from rnnclf.data.text import Vocab
 from rnnclf.errors import RnnclfError
 from rnnclf.inference.files import predict_file

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from robustness_support import run_cli, tiny_overrides, write_dataset
 
-from rnnclf.cli import app as cli
-from rnnclf.config.schema import load_config
+from rnnclf.cli import predict as predict_command
+from rnnclf.config import load_config
 from rnnclf.inference.predictor import Predictor
 from rnnclf.training.trainer import fit
 
@@ -142,7 +142,7 @@ def test_a_reader_that_goes_away_ends_quietly(checkpoint: Path,
     def closed(*args: object, **kwargs: object) -> None:
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(cli, "_print_predictions", closed)
+    monkeypatch.setattr(predict_command, "_print_predictions", closed)
     result = run_cli(["predict", "-c", checkpoint, "a", "b"], capsys)
-    assert result.code in (1, 141)  # click answers EPIPE itself with 1; rnnclf.cli.app.main with 141
+    assert result.code in (1, 141)  # click answers EPIPE itself with 1; rnnclf.cli.main with 141
     assert result.stderr == ""

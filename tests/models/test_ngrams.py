@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnclf.config.schema import Config, from_saved_dict, load_config
+from rnnclf.config import Config, from_saved_dict, load_config
 from rnnclf.models.build import build_model, build_optimizer
 from rnnclf.models.classifier import RNNClassifier
 from rnnclf.models.ngrams import NgramBag, ngram_buckets_of, ngram_table_rows

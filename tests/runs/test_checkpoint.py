@@ -19,7 +19,7 @@ from rnnclf.runs.checkpoint import (
     newest_run_checkpoint,
     save_checkpoint,
 )
-from rnnclf.config.schema import load_config
+from rnnclf.config import load_config
 from rnnclf.data.text import Vocab
 from rnnclf.errors import RnnclfError
 from rnnclf.models.build import build_model

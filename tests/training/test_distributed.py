@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rnnclf.config.resume import load_resume_config
 from rnnclf.config.schema import DataConfig
 from rnnclf.data.batches import bucketed_batches, epoch_batches, shard_plan, steps_per_epoch
 from rnnclf.data.dataset import prepare_training_data
@@ -30,7 +31,7 @@ from rnnclf.training.distributed import (
     evaluate_sharded,
     launch,
 )
-from rnnclf.training.trainer import LOG_EVERY, evaluate, fit, load_resume_config
+from rnnclf.training.trainer import LOG_EVERY, evaluate, fit
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = {1: ["president", "minister", "election", "embassy", "troops", "treaty"],

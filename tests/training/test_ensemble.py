@@ -14,7 +14,7 @@ import pytest
 import torch
 from robustness_support import run_cli, tiny_overrides, write_dataset
 
-from rnnclf.config.schema import load_config
+from rnnclf.config import load_config
 from rnnclf.errors import Interrupted
 from rnnclf.inference.evaluate import evaluate_checkpoint
 from rnnclf.inference.export import export_checkpoint

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from robustness_support import tiny_overrides, write_dataset
 
-from rnnclf.config.schema import load_config
+from rnnclf.config import load_config
 from rnnclf.errors import RnnclfError
 from rnnclf.runs.atomic import read_jsonl
 from rnnclf.runs.checkpoint import load_checkpoint

@@ -14,13 +14,14 @@ import pytest
 import torch
 from robustness_support import run_cli, tiny_overrides, write_dataset
 
-from rnnclf.config.schema import load_config
+from rnnclf.config import load_config
+from rnnclf.config.resume import load_resume_config
 from rnnclf.errors import RunFailed
 from rnnclf.runs import atomic as rnnclf_io
 from rnnclf.runs.atomic import read_jsonl
 from rnnclf.runs.checkpoint import load_checkpoint
 from rnnclf.training import trainer as train_module
-from rnnclf.training.trainer import fit, load_resume_config
+from rnnclf.training.trainer import fit
 
 resource = pytest.importorskip("resource")  # POSIX only (RLIMIT_FSIZE)
 STEPS_PER_EPOCH = 23

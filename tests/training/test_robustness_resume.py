@@ -20,12 +20,13 @@ from robustness_support import (
     write_dataset,
 )
 
-from rnnclf.config.schema import load_config
+from rnnclf.config import load_config
+from rnnclf.config.resume import load_resume_config
 from rnnclf.errors import Interrupted, RnnclfError, StoppedAtOnce
 from rnnclf.runs.atomic import read_jsonl
 from rnnclf.runs.checkpoint import load_checkpoint
 from rnnclf.training import trainer as train_module
-from rnnclf.training.trainer import fit, load_resume_config
+from rnnclf.training.trainer import fit
 
 TIMING_KEYS = {"seconds", "samples_per_s"}
 STEPS_PER_EPOCH = 23  # 180 training rows in batches of 8

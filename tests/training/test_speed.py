@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnclf.config.resume import load_resume_config
 from rnnclf.config.schema import Config, OptimConfig
 from rnnclf.data import text as text_module
 from rnnclf.data.batches import bucketed_batches, epoch_batches
@@ -34,7 +35,7 @@ from rnnclf.models.build import build_model, build_optimizer, uses_sparse_embedd
 from rnnclf.models.classifier import RNNClassifier, padded_segments
 from rnnclf.runs.checkpoint import load_checkpoint
 from rnnclf.training.optimizers import OptimizerGroup, clip_grad_norm
-from rnnclf.training.trainer import fit, load_resume_config, make_grad_scaler
+from rnnclf.training.trainer import fit, make_grad_scaler
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = {1: "president election troops summit treaty", 2: "football coach goal league medal",

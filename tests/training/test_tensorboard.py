@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnclf.config.schema import load_config
+from rnnclf.config import load_config
 from rnnclf.errors import RnnclfError
 from rnnclf.runs.atomic import read_jsonl
 from rnnclf.training.trainer import LOG_EVERY, fit

@@ -1,0 +1,48 @@
+"""What several commands share: the config-and-overrides arguments, the run-folder lookup, and
+the --device/--precision/--runs-dir options (one help text each)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rnnclf.errors import RnnclfError
+
+ConfigArgs = Annotated[list[str] | None, typer.Argument(
+    help="CONFIG.yaml (default: the built-in experiment), then overrides section.key=value.",
+    show_default=False)]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+PrecisionOption = Annotated[str, typer.Option(
+    help="fp32, or bf16 (faster on CPUs with native bf16; CUDA too) or fp16 (CUDA) autocast.")]
+RunsDirOption = Annotated[Path | None, typer.Option(
+    help="Where to look for the newest run ($RNNCLF_RUNS_DIR, else ./runs).")]
+
+
+def split_config_args(args: list[str]) -> tuple[Path | None, list[str]]:
+    """Positional arguments: at most one config file, then any number of section.key=value."""
+    config_path: Path | None = None
+    overrides: list[str] = []
+    for arg in args:
+        if "=" in arg and not Path(arg).exists():
+            overrides.append(arg)
+        elif config_path is None and not overrides:
+            config_path = Path(arg)
+        else:
+            raise RnnclfError(f"unexpected argument {arg!r}; give one config file, then "
+                              "overrides as section.key=value")
+    return config_path, overrides
+
+
+def checkpoint_or_newest(checkpoint: Path | None, runs_dir: Path | None, quiet: bool) -> Path:
+    """`checkpoint`, else the newest run's best.pt (named on stderr unless `quiet`)."""
+    if checkpoint is not None:
+        return checkpoint
+    from rnnclf.config.schema import default_runs_dir
+    from rnnclf.runs.checkpoint import newest_run_checkpoint
+
+    newest = newest_run_checkpoint(runs_dir if runs_dir is not None else default_runs_dir())
+    if not quiet:
+        typer.echo(f"checkpoint: {newest}", err=True)
+    return newest

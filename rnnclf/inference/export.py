@@ -109,9 +109,9 @@ def _onnx_bytes(module: nn.Module, vocab_size: int) -> bytes:
 
 
 def _torchscript_bytes(module: nn.Module, vocab_size: int) -> bytes:
-    """Traced, not scripted: the reference path runs the rnn's weights through
-    `torch.func.functional_call`, which TorchScript cannot compile. Every branch of the
-    forward depends on the model's settings, never on the inputs, so the trace is complete."""
+    """Traced, not scripted: TorchScript cannot compile the model's optional backend or its
+    one-direction modules. Every branch of the reference forward depends on the model's
+    settings, never on the inputs, so the trace holds all of it."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit deprecation notices, tracer chatter

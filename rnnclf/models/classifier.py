@@ -17,7 +17,6 @@ from typing import Protocol
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from rnnclf.models.ngrams import NgramBag
 from rnnclf.models.pooling import POOLINGS, last_states, pool_states, take_time, valid_and_reverse
@@ -113,10 +112,9 @@ class RNNClassifier(nn.Module):
                           if ngram_order > 0 else None)
         features = state_size + (ngram_dim if self.ngram_bag is not None else 0)
         self.classifier = nn.Linear(features, num_classes)
-        # Parameter-free one-layer, one-direction modules that run the rnn's own weights
-        # (`_run_direction`); a tuple, so they are no submodules and stay out of the state dict.
-        self._one_layer = tuple(_one_layer_module(self.rnn, layer)
-                                for layer in range(num_layers))
+        # One-layer, one-direction views of the rnn, holding its own Parameters; a plain dict,
+        # so they are no submodules and stay out of the state dict (`_direction`).
+        self._directions: dict[tuple[int, bool], nn.RNNBase] = {}
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (B, T) int64, lengths (B,) int64, all lengths >= 1 -> logits (B, C)."""
@@ -155,9 +153,19 @@ class RNNClassifier(nn.Module):
         # Sized from the input, so the batch dimension stays dynamic in exports.
         zeros = inputs.new_zeros(1, inputs.size(0), self.rnn.hidden_size)
         hidden = (zeros, zeros) if isinstance(self.rnn, nn.LSTM) else zeros
-        parameters = {f"{name}_l0": weight for name, weight
-                      in zip(WEIGHT_NAMES, layer_weights(self.rnn, layer, reverse), strict=True)}
-        return functional_call(self._one_layer[layer], parameters, (inputs, hidden))[0]
+        return self._direction(layer, reverse)(inputs, hidden)[0]
+
+    def _direction(self, layer: int, reverse: bool) -> nn.RNNBase:
+        """A one-layer, one-direction module whose Parameters are the rnn's own for `layer`
+        (and `reverse`): gradients reach the rnn, and exports trace it as nn.RNN/LSTM/GRU.
+        Made again when the rnn's Parameters were replaced (load_state_dict(assign=True))."""
+        weights = layer_weights(self.rnn, layer, reverse)
+        module = self._directions.get((layer, reverse))
+        if module is None or any(getattr(module, f"{name}_l0") is not weight
+                                 for name, weight in zip(WEIGHT_NAMES, weights, strict=True)):
+            module = _one_direction(self.rnn, layer, weights)
+            self._directions[(layer, reverse)] = module
+        return module
 
     def pool(self, states: torch.Tensor, valid: torch.Tensor, lengths: torch.Tensor
              ) -> torch.Tensor:
@@ -171,13 +179,17 @@ class RNNClassifier(nn.Module):
                            self.attention_query)
 
 
-def _one_layer_module(rnn: nn.RNNBase, layer: int) -> nn.RNNBase:
-    """A one-layer, one-direction module shaped like `rnn`'s `layer`, on the meta device: it
-    holds no numbers; `torch.func.functional_call` runs it with the real weights."""
+def _one_direction(rnn: nn.RNNBase, layer: int, weights: list[torch.Tensor]) -> nn.RNNBase:
+    """A one-layer, one-direction module shaped like `rnn`'s `layer`, holding `weights` (that
+    layer's and direction's Parameters) in place of its own."""
     input_size = rnn.input_size if layer == 0 else rnn.hidden_size * (2 if rnn.bidirectional
                                                                        else 1)
     options = {"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}
-    return type(rnn)(input_size, rnn.hidden_size, batch_first=True, device="meta", **options)
+    # Made on the meta device: its own initial weights are never allocated, only replaced.
+    module = type(rnn)(input_size, rnn.hidden_size, batch_first=True, device="meta", **options)
+    for name, weight in zip(WEIGHT_NAMES, weights, strict=True):
+        setattr(module, f"{name}_l0", weight)
+    return module
 
 
 def count_parameters(model: nn.Module) -> int:

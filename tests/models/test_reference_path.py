@@ -96,7 +96,7 @@ def test_reference_path_equals_packed_sequences(cell: str, bidirectional: bool, 
 
 
 def test_reference_gradients_reach_the_rnn_parameters_themselves() -> None:
-    """functional_call runs the rnn's own tensors: its gradients land on model.rnn."""
+    """The one-direction modules hold the rnn's own Parameters: gradients land on model.rnn."""
     model = model_of("lstm", True, "mean", 2)
     _, grads = training_step(model)
     torch.testing.assert_close(model.rnn.weight_hh_l1_reverse.grad, grads["rnn.weight_hh_l1_reverse"])
@@ -154,3 +154,32 @@ def test_the_backend_leaves_cuda_batches_to_the_reference_path() -> None:
     assert CpuBackend().handles(model, torch.zeros(2, 3, dtype=torch.int64))
     assert not CpuBackend().handles(model, torch.zeros(2, 3, dtype=torch.int64, device="meta"))
     assert isinstance(model.rnn, nn.GRU)
+
+
+def test_parameters_replaced_by_load_state_dict_assign_are_the_ones_that_run() -> None:
+    model = model_of("gru", True, "mean", 2)
+    tokens, lengths, _ = batch()
+    model(tokens, lengths)  # the one-direction modules exist now
+    other = model_of("gru", True, "mean", 2)
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.mul_(2)
+    model.load_state_dict(other.state_dict(), assign=True)
+    torch.testing.assert_close(model(tokens, lengths), other(tokens, lengths))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_the_reference_path_on_cuda_matches_the_cpu(cell: str) -> None:
+    """cuDNN runs the one-direction modules; logits and gradients within float rounding."""
+    model = model_of(cell, True, "max", 2)
+    expected_logits, expected_grads = training_step(model)
+    model.cuda()
+    tokens, lengths, labels = batch()
+    model.zero_grad(set_to_none=True)
+    logits = model(tokens.cuda(), lengths)
+    F.cross_entropy(logits, labels.cuda()).backward()
+    torch.testing.assert_close(logits.cpu(), expected_logits, atol=1e-4, rtol=1e-4)
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter.grad.cpu(), expected_grads[name], atol=1e-4,
+                                   rtol=1e-4, msg=name)

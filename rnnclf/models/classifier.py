@@ -1,7 +1,7 @@
 """RNNClassifier: Embedding -> RNN | LSTM | GRU over the padded batch -> pooling -> Linear.
 
-With `ngram_order` > 0, a bag of hashed word n-grams (rnnclf/models/ngrams.py) is concatenated to the
-pooled recurrent states before the output layer.
+With `ngram_order` > 0, a bag of hashed word n-grams (rnnclf/models/ngrams.py) is concatenated
+to the pooled recurrent states before the output layer.
 
 `forward` is the reference path: plain PyTorch over the padded batch, with masks, that runs on
 CUDA and exports to ONNX and TorchScript. Each layer runs one direction at a time with the
@@ -106,7 +106,7 @@ class RNNClassifier(nn.Module):
             # Additive attention with one learned query: score_t = q . tanh(W h_t + b).
             self.attention_projection = nn.Linear(state_size, state_size)
             self.attention_query = nn.Parameter(torch.empty(state_size).normal_(0.0, 0.1))
-        # Optional bag of hashed word n-grams beside the recurrent features (rnnclf/models/ngrams.py).
+        # Optional bag of hashed word n-grams beside the recurrent features (models/ngrams.py).
         self.ngram_bag = (NgramBag(vocab_size, ngram_order, ngram_buckets, ngram_dim,
                                    sparse=sparse_embedding, dropout=ngram_dropout)
                           if ngram_order > 0 else None)

@@ -1,4 +1,5 @@
-"""rnnclf's C gate kernels (rnnclf/accel/_kernels.c via rnnclf/accel/kernels.py): built, accurate, used.
+"""rnnclf's C gate kernels (rnnclf/accel/_kernels.c via rnnclf/accel/kernels.py): built,
+accurate, used.
 
 Their results against nn.GRU, nn.LSTM and the ATen paths are checked in test_fused_gru.py and
 test_cpu_inference.py, where every test runs once with them and once without (`gate_math`).

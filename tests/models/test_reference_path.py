@@ -99,7 +99,8 @@ def test_reference_gradients_reach_the_rnn_parameters_themselves() -> None:
     """The one-direction modules hold the rnn's own Parameters: gradients land on model.rnn."""
     model = model_of("lstm", True, "mean", 2)
     _, grads = training_step(model)
-    torch.testing.assert_close(model.rnn.weight_hh_l1_reverse.grad, grads["rnn.weight_hh_l1_reverse"])
+    torch.testing.assert_close(model.rnn.weight_hh_l1_reverse.grad,
+                               grads["rnn.weight_hh_l1_reverse"])
     assert all(model.rnn.get_parameter(name).grad.abs().sum() > 0
                for name, _ in model.rnn.named_parameters())
 

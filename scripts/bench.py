@@ -5,8 +5,9 @@
     python scripts/bench.py --json          # the same measurements as JSON on stdout
     python scripts/bench.py --smoke         # seconds, on generated data (for the tests)
 
-Training throughput is measured through rnnclf's own `train_one_epoch` (bucketed, packed batches
-collated on a background thread, SparseAdam on the embedding by default), on real AG News rows.
+Training throughput is measured through rnnclf's own `train_one_epoch` (bucketed batches through
+the backend `select_backend` picks for the device, collated on a background thread, SparseAdam on
+the embedding by default), on real AG News rows.
 The naive reference below trains the same model sizes the way introductory RNN tutorials do:
 random batches padded to their longest text, no packing, dense Adam over the whole embedding, and
 Python lists turned into tensors every step. The two run interleaved (rnnclf, naive, rnnclf, ...)
@@ -43,6 +44,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from rnnclf.accel.backend import CpuBackend, select_backend  # noqa: E402
 from rnnclf.config.schema import Config  # noqa: E402
 from rnnclf.data.dataset import (  # noqa: E402
     EncodedSplit,
@@ -145,11 +147,14 @@ class RnnclfRunner:
     """A model, optimizer and fixed rows, trained through rnnclf's own `train_one_epoch`."""
 
     def __init__(self, config: Config, data: TrainingData, settings: Settings, seed: int,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, backend: CpuBackend | None = None) -> None:
+        """`backend`: default `select_backend(device)` (rnnclf's own choice)."""
         torch.manual_seed(seed)
         self.config, self.device = config, device or torch.device("cpu")
+        backend = backend or select_backend(self.device)
         self.model = build_model(config.model, len(data.vocab), NUM_CLASSES,
-                                 sparse_embedding=uses_sparse_embedding(config.optim)).to(self.device)
+                                 sparse_embedding=uses_sparse_embedding(config.optim),
+                                 backend=backend).to(self.device)
         self.optimizer = build_optimizer(config.optim, self.model)
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(data.train), generator=generator)

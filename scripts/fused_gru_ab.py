@@ -4,7 +4,7 @@
                                    [--precision fp32|bf16]
 
 For the bench's gru-bi and default rows: the same 24 random AG News batches trained by rnnclf's
-`train_one_epoch`, with `rnnclf.models.classifier.FUSED_GRU` off and on in turn (A B A B ...), on one model.
+`train_one_epoch`, with `CpuBackend(fused_gru=...)` off and on in turn (A B A B ...), on one model.
 Prints the median samples per wall second and per CPU second of each, GFLOP/s counted as bench.py
 counts them (per real token) and their share of the fp32 2048^3 matmul rate ("bound"), measured
 before and after. `--precision bf16` trains both under CPU autocast (ATen's kernel in bf16
@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import bench  # noqa: E402
 
-import rnnclf.models.classifier  # noqa: E402
+from rnnclf.accel.backend import CpuBackend  # noqa: E402
 from rnnclf.data.dataset import prepare_training_data  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def main() -> None:
         rates: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
         for _ in range(args.repeats):
             for fused in (False, True):
-                rnnclf.models.classifier.FUSED_GRU = fused
+                runner.model.backend = CpuBackend(fused_gru=fused)
                 cpu_started = time.process_time()
                 seconds, samples, tokens = runner.timed()
                 cpu_seconds = time.process_time() - cpu_started
@@ -65,7 +65,6 @@ def main() -> None:
             wall, cpu, tokens_s = (statistics.median(column) for column in zip(*rates[fused]))
             gflops = tokens_s * bench.model_flops_per_token(config) / 1e9
             lines.append((name, "on" if fused else "off", wall, cpu, gflops))
-    rnnclf.models.classifier.FUSED_GRU = True
     matmul.append(bench.matmul_gflops(2048, 7))
     print(f"fp32 matmul 2048^3: {matmul[0]:.1f} GFLOP/s before, {matmul[1]:.1f} after")
     print("| row | fused GRU | samples/s (wall) | samples per CPU second | GFLOP/s | bound |")

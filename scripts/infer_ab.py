@@ -20,7 +20,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import rnnclf.models.classifier  # noqa: E402
+from rnnclf.accel.backend import CpuBackend  # noqa: E402
 from rnnclf.config.schema import Config  # noqa: E402
 from rnnclf.data.dataset import prepare_training_data  # noqa: E402
 from rnnclf.models.build import build_model  # noqa: E402
@@ -60,7 +60,7 @@ def main() -> None:
             rates: dict[bool, list[float]] = {False: [], True: []}
             for repeat in range(4):  # the first round warms up
                 for lean in (False, True):
-                    rnnclf.models.classifier.LEAN_INFERENCE = lean
+                    model.backend = CpuBackend(lean_inference=lean)
                     began = time.perf_counter()
                     predict_split(model, split, batch_size, config.data.max_length,
                                   torch.device("cpu"))
@@ -69,7 +69,6 @@ def main() -> None:
             aten, lean = (statistics.median(rates[flag]) for flag in (False, True))
             print(f"| {name} | {batch_size} | {aten:.0f} | {lean:.0f} | {lean / aten:.2f} |",
                   flush=True)
-    rnnclf.models.classifier.LEAN_INFERENCE = True
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import rnnclf.accel.kernels  # noqa: E402
-import rnnclf.models.classifier  # noqa: E402
+from rnnclf.accel.backend import CpuBackend  # noqa: E402
 from rnnclf.config.schema import Config  # noqa: E402
 from rnnclf.data.batches import epoch_batches  # noqa: E402
 from rnnclf.data.dataset import prepare_training_data  # noqa: E402
@@ -32,8 +32,8 @@ from rnnclf.training.optimizers import clip_grad_norm  # noqa: E402
 BUILT_KERNELS = rnnclf.accel.kernels.KERNELS
 
 VARIANTS = {
-    "original: packed RNN, AdamW (foreach)": {"padded": False, "optimizer": "foreach",
-                                              "fused_gru": False, "kernels": False},
+    "no backend (the model's reference path), AdamW (foreach)": {
+        "padded": False, "optimizer": "foreach", "fused_gru": False, "kernels": False},
     "+ padded CPU RNN path": {"padded": True, "optimizer": "foreach", "fused_gru": False,
                               "kernels": False},
     "+ fused AdamW": {"padded": True, "optimizer": "fused", "fused_gru": False, "kernels": False},
@@ -66,15 +66,15 @@ def main() -> None:
     for name, variant in VARIANTS.items():
         torch.manual_seed(0)
         sparse = variant["optimizer"] == "sparse"
-        model = build_model(config.model, len(data.vocab), 4, sparse_embedding=sparse).train()
+        backend = CpuBackend(fused_gru=variant["fused_gru"]) if variant["padded"] else None
+        model = build_model(config.model, len(data.vocab), 4, sparse_embedding=sparse,
+                            backend=backend).train()
         optimizer = (torch.optim.AdamW(model.parameters(), lr=2e-3, foreach=True)
                      if variant["optimizer"] == "foreach" else build_optimizer(config.optim, model))
         states[name] = (variant, model, optimizer)
 
     def run(name: str, steps: list) -> float:
         variant, model, optimizer = states[name]
-        rnnclf.models.classifier.MAX_PADDED_WORK = 2.0 if variant["padded"] else 0.0  # 0: packed path
-        rnnclf.models.classifier.FUSED_GRU = variant["fused_gru"]
         rnnclf.accel.kernels.KERNELS = BUILT_KERNELS if variant["kernels"] else None
         started = time.process_time()
         for batch in steps:

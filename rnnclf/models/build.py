@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from rnnclf.config.schema import Config, ModelConfig, OptimConfig
-from rnnclf.models.classifier import EnsembleClassifier, RNNClassifier
+from rnnclf.models.classifier import Backend, RNNClassifier
+from rnnclf.models.ensemble import EnsembleClassifier
 from rnnclf.training.optimizers import OptimizerGroup
 
 
@@ -17,9 +18,12 @@ def uses_sparse_embedding(config: OptimConfig) -> bool:
     return config.sparse_embedding and config.name == "adamw"
 
 
-def build_model(config: ModelConfig, vocab_size: int, num_classes: int,
-                sparse_embedding: bool = False) -> RNNClassifier:
-    """`sparse_embedding` only changes the kind of gradient; weights and state_dict are alike."""
+def build_model(config: ModelConfig, vocab_size: int, num_classes: int, *,
+                sparse_embedding: bool = False, backend: Backend | None = None
+                ) -> RNNClassifier:
+    """`sparse_embedding` only changes the kind of gradient; weights and state_dict are alike.
+    `backend` computes the batches it handles faster (rnnclf/accel/backend.py
+    `select_backend`); None runs the model's reference path."""
     model = RNNClassifier(
         vocab_size=vocab_size,
         num_classes=num_classes,
@@ -37,18 +41,21 @@ def build_model(config: ModelConfig, vocab_size: int, num_classes: int,
         ngram_buckets=config.ngram_buckets,
         ngram_dim=config.ngram_dim,
         ngram_dropout=config.ngram_dropout,
+        backend=backend,
     )
     if config.freeze_embeddings:
         model.embedding.weight.requires_grad_(False)
     return model
 
 
-def build_classifier(config: Config, vocab_size: int, num_classes: int
-                     ) -> RNNClassifier | EnsembleClassifier:
-    """The model a checkpoint's config describes: one network, or `train.ensemble` of them."""
+def build_classifier(config: Config, vocab_size: int, num_classes: int, *,
+                     backend: Backend | None = None) -> RNNClassifier | EnsembleClassifier:
+    """The model a checkpoint's config describes: one network, or `train.ensemble` of them,
+    each with `backend`."""
     if config.train.ensemble == 1:
-        return build_model(config.model, vocab_size, num_classes)
-    return EnsembleClassifier([build_model(config.model, vocab_size, num_classes)
+        return build_model(config.model, vocab_size, num_classes, backend=backend)
+    return EnsembleClassifier([build_model(config.model, vocab_size, num_classes,
+                                           backend=backend)
                                for _ in range(config.train.ensemble)])
 
 

@@ -10,11 +10,13 @@ from typing import Any
 import torch
 
 from rnnclf import __version__
+from rnnclf.accel.backend import select_backend
 from rnnclf.config import Config, from_saved_dict
 from rnnclf.data.text import Vocab
 from rnnclf.errors import RnnclfError
 from rnnclf.models.build import build_classifier
-from rnnclf.models.classifier import EnsembleClassifier, RNNClassifier
+from rnnclf.models.classifier import RNNClassifier
+from rnnclf.models.ensemble import EnsembleClassifier
 from rnnclf.runs.atomic import atomic_torch_save
 
 FORMAT = "rnnclf-checkpoint"
@@ -76,7 +78,10 @@ class LoadedModel:
     payload: dict[str, Any]
 
 
-def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
+def load_model(path: Path, device: torch.device | str = "cpu", *,
+               reference_path: bool = False) -> LoadedModel:
+    """The checkpoint's model on `device`, in eval mode, with the backend `select_backend`
+    picks for `device` (eval, predict); `reference_path` leaves it without one (export)."""
     payload = load_checkpoint(path)
     try:
         config = from_saved_dict(payload["config"], source=f"{path} (saved config)")
@@ -86,7 +91,8 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> LoadedModel:
     try:
         vocab = Vocab(list(payload["vocab"]))
         label_names = [str(name) for name in payload["label_names"]]
-        model = build_classifier(config, len(vocab), len(label_names))
+        backend = None if reference_path else select_backend(device)
+        model = build_classifier(config, len(vocab), len(label_names), backend=backend)
         model.load_state_dict(payload["model_state"])
     except RnnclfError:
         raise

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from rnnclf.accel.backend import describe_backend, select_backend
 from rnnclf.accel.fused_gru import release_scratch
 from rnnclf.config import Config, to_yaml
 from rnnclf.data.batches import Batch, epoch_batches, eval_batches, eval_order, steps_per_epoch
@@ -410,8 +411,10 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         sparse = False
         log("data-parallel on CUDA: optim.sparse_embedding is ignored (NCCL needs dense "
             "gradients); the embedding tables are updated by AdamW")
+    backend = select_backend(device)
+    log(f"backend: {describe_backend(backend, device)}")
     model = build_model(config.model, len(data.vocab), len(data.label_names),
-                        sparse_embedding=sparse).to(device)
+                        sparse_embedding=sparse, backend=backend).to(device)
     optimizer = build_optimizer(config.optim, model)
     scaler = make_grad_scaler(config.train.precision, device)
     progress = Progress()

@@ -1,4 +1,5 @@
-"""CPU inference (rnnclf/accel/cpu_inference.py) computes what the padded and packed paths compute."""
+"""CPU inference (rnnclf/accel/cpu_inference.py) computes what the padded path and the model's
+reference path compute."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import rnnclf.models.classifier
+import rnnclf.accel.backend
 from rnnclf.accel import cpu_inference
+from rnnclf.accel.backend import CpuBackend
 from rnnclf.data.dataset import EncodedSplit
 from rnnclf.models.classifier import CELLS, POOLINGS, RNNClassifier
 from rnnclf.training.trainer import predict_split
 
 VOCAB, EMBEDDING, HIDDEN = 40, 8, 6
+LEAN = CpuBackend()  # inference through rnnclf/accel/cpu_inference.py
+PADDED = CpuBackend(lean_inference=False)  # the padded training path, run without grad
 
 
 @pytest.fixture(autouse=True)
@@ -31,44 +35,42 @@ def padded_batch(seed: int = 0, extra_width: int = 2) -> tuple[torch.Tensor, tor
     return tokens, lengths
 
 
-def logits(model: RNNClassifier, tokens: torch.Tensor, lengths: torch.Tensor, lean: bool,
-           monkeypatch: pytest.MonkeyPatch, max_padded_work: float = 2.0) -> torch.Tensor:
-    monkeypatch.setattr(rnnclf.models.classifier, "LEAN_INFERENCE", lean)
-    monkeypatch.setattr(rnnclf.models.classifier, "MAX_PADDED_WORK", max_padded_work)
+def logits(model: RNNClassifier, tokens: torch.Tensor, lengths: torch.Tensor,
+           backend: CpuBackend | None) -> torch.Tensor:
+    """The model's inference logits through `backend` (None: its reference path)."""
+    model.backend = backend
     with torch.inference_mode():
         return model(tokens, lengths)
 
 
 @pytest.mark.parametrize(("cell", "bidirectional", "layers", "pooling"),
                          list(itertools.product(CELLS, [False, True], [1, 2], POOLINGS)))
-def test_inference_matches_padded_and_packed_paths(cell: str, bidirectional: bool, layers: int,
-                                                   pooling: str,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inference_matches_the_padded_and_reference_paths(cell: str, bidirectional: bool,
+                                                          layers: int, pooling: str) -> None:
     torch.manual_seed(0)
     model = RNNClassifier(VOCAB, 3, EMBEDDING, cell, HIDDEN, num_layers=layers,
                           bidirectional=bidirectional, pooling=pooling, ngram_order=2,
                           ngram_buckets=31, ngram_dim=4).eval()
     tokens, lengths = padded_batch()
-    lean = logits(model, tokens, lengths, True, monkeypatch)
+    lean = logits(model, tokens, lengths, LEAN)
     assert lean.shape == (len(lengths), 3)
-    padded = logits(model, tokens, lengths, False, monkeypatch)
-    packed = logits(model, tokens, lengths, False, monkeypatch, max_padded_work=0.0)
+    padded = logits(model, tokens, lengths, PADDED)
+    reference = logits(model, tokens, lengths, None)
     torch.testing.assert_close(lean, padded, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(lean, packed, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lean, reference, atol=1e-5, rtol=1e-5)
     # Row order and extra padding change nothing: each row is computed on its own.
     order = torch.tensor([4, 1, 5, 0, 7, 3, 6, 2])  # longest first, as the path sorts them
-    torch.testing.assert_close(logits(model, tokens[order, :9], lengths[order], True,
-                                      monkeypatch), lean[order], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(logits(model, tokens[order, :9], lengths[order], LEAN),
+                               lean[order], atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
-def test_inference_of_a_trained_model_matches_its_training_forward(
-        cell: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inference_of_a_trained_model_matches_its_training_forward(cell: str) -> None:
     """A few training steps (dropout, fused GRU), then inference == the eval forward with grad."""
     torch.manual_seed(0)
     model = RNNClassifier(VOCAB, 3, EMBEDDING, cell, HIDDEN, num_layers=2, embedding_dropout=0.2,
                           rnn_dropout=0.2, ngram_order=2, ngram_buckets=31, ngram_dim=4,
-                          ngram_dropout=0.3)
+                          ngram_dropout=0.3, backend=LEAN)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     for seed in range(3):
@@ -79,21 +81,21 @@ def test_inference_of_a_trained_model_matches_its_training_forward(
     model.eval()
     tokens, lengths = padded_batch(seed=7)
     training_forward = model(tokens, lengths).detach()  # grad enabled: the training path
-    inference = logits(model, tokens, lengths, True, monkeypatch)
+    inference = logits(model, tokens, lengths, LEAN)
     torch.testing.assert_close(inference, training_forward, atol=1e-5, rtol=1e-5)
 
 
 def test_inference_path_runs_only_without_grad_in_eval_mode(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    model = RNNClassifier(VOCAB, 3, EMBEDDING, "gru", HIDDEN)
+    model = RNNClassifier(VOCAB, 3, EMBEDDING, "gru", HIDDEN, backend=LEAN)
     calls = []
-    original = RNNClassifier._inference_features
+    original = rnnclf.accel.backend._inference_features
 
-    def counted(self: RNNClassifier, *args: torch.Tensor) -> torch.Tensor:
+    def counted(*args: torch.Tensor) -> torch.Tensor:
         calls.append(1)
-        return original(self, *args)
+        return original(*args)
 
-    monkeypatch.setattr(RNNClassifier, "_inference_features", counted)
+    monkeypatch.setattr(rnnclf.accel.backend, "_inference_features", counted)
     tokens, lengths = padded_batch()
     model(tokens, lengths)  # training mode
     model.eval()
@@ -104,7 +106,7 @@ def test_inference_path_runs_only_without_grad_in_eval_mode(
     assert calls
 
 
-def test_predict_split_is_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_predict_split_is_unchanged() -> None:
     """Through predict_split: length-sorted batches, rows put back in split order."""
     torch.manual_seed(0)
     model = RNNClassifier(VOCAB, 3, EMBEDDING, "gru", HIDDEN, ngram_order=2, ngram_buckets=31,
@@ -114,9 +116,9 @@ def test_predict_split_is_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     flat = torch.randint(1, VOCAB, (int(lengths.sum()),), generator=generator, dtype=torch.int32)
     offsets = torch.cumsum(lengths, 0) - lengths
     split = EncodedSplit(flat, offsets, lengths, torch.zeros(37, dtype=torch.int64))
-    monkeypatch.setattr(rnnclf.models.classifier, "LEAN_INFERENCE", False)
+    model.backend = PADDED
     reference, _ = predict_split(model, split, 8, 12, torch.device("cpu"))
-    monkeypatch.setattr(rnnclf.models.classifier, "LEAN_INFERENCE", True)
+    model.backend = LEAN
     lean, _ = predict_split(model, split, 8, 12, torch.device("cpu"))
     torch.testing.assert_close(lean, reference, atol=1e-5, rtol=1e-5)
 
@@ -130,7 +132,7 @@ def test_bf16_autocast_keeps_the_inference_path_with_bf16_matmuls(
     model = RNNClassifier(VOCAB, 3, EMBEDDING, cell, HIDDEN, num_layers=2, bidirectional=True,
                           pooling=pooling, ngram_order=2, ngram_buckets=31, ngram_dim=4).eval()
     tokens, lengths = padded_batch()
-    reference = logits(model, tokens, lengths, True, monkeypatch)
+    reference = logits(model, tokens, lengths, LEAN)
     operand_dtypes: list[torch.dtype] = []
     original = cpu_inference._linear
 
@@ -140,7 +142,7 @@ def test_bf16_autocast_keeps_the_inference_path_with_bf16_matmuls(
 
     monkeypatch.setattr(cpu_inference, "_linear", recorded)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        low = logits(model, tokens, lengths, True, monkeypatch).float()
+        low = logits(model, tokens, lengths, LEAN).float()
     assert torch.bfloat16 in operand_dtypes  # the lean path ran, with bf16 matmuls
     assert operand_dtypes.count(torch.float32) == 2  # only layer 1's per-token gate tables
     torch.testing.assert_close(low, reference, atol=3e-2, rtol=3e-2)

@@ -10,12 +10,15 @@ import torch.nn.functional as F
 from kernel_support import gru_weights
 from torch import nn
 
+import rnnclf.accel.backend
 import rnnclf.accel.fused_gru
-import rnnclf.models.classifier
+from rnnclf.accel.backend import CpuBackend
 from rnnclf.accel.fused_gru import FusedGRU, fused_gru
 from rnnclf.models.classifier import POOLINGS, RNNClassifier
 
 EMBEDDING, HIDDEN = 8, 6
+FUSED = CpuBackend()  # a training GRU runs through fused_gru
+ATEN = CpuBackend(fused_gru=False)  # ATen's GRU kernel, one direction at a time
 
 
 @pytest.fixture(autouse=True)
@@ -58,10 +61,10 @@ def padded_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return tokens, lengths, torch.randint(0, 4, (len(lengths),), generator=generator)
 
 
-def logits_and_gradients(model: RNNClassifier, fused: bool, monkeypatch: pytest.MonkeyPatch,
-                         seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """One training step's logits and parameter gradients, with the fused GRU on or off."""
-    monkeypatch.setattr(rnnclf.models.classifier, "FUSED_GRU", fused)
+def logits_and_gradients(model: RNNClassifier, backend: CpuBackend, seed: int = 0
+                         ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One training step's logits and parameter gradients through `backend`."""
+    model.backend = backend
     tokens, lengths, labels = padded_batch()
     model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)  # same dropout masks for both runs
@@ -82,7 +85,7 @@ def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(len(weights))
         return fused_gru(inputs, weights, lengths, matmul_dtype)
 
-    monkeypatch.setattr(rnnclf.models.classifier, "fused_gru", counting)
+    monkeypatch.setattr(rnnclf.accel.backend, "fused_gru", counting)
     return calls
 
 
@@ -125,14 +128,14 @@ def test_buffers_reused_across_sizes_give_fresh_results() -> None:
 
 @pytest.mark.parametrize(("bidirectional", "num_layers", "pooling"),
                          list(itertools.product((False, True), (1, 2), POOLINGS)))
-def test_classifier_matches_atens_gru(monkeypatch: pytest.MonkeyPatch, fused_calls: list[int],
+def test_classifier_matches_atens_gru(fused_calls: list[int],
                                       bidirectional: bool, num_layers: int, pooling: str) -> None:
     torch.manual_seed(0)
     model = RNNClassifier(30, 4, EMBEDDING, "gru", HIDDEN, num_layers=num_layers,
                           bidirectional=bidirectional, pooling=pooling, dropout=0.0)
-    reference_logits, reference_grads = logits_and_gradients(model, False, monkeypatch)
+    reference_logits, reference_grads = logits_and_gradients(model, ATEN)
     assert fused_calls == []
-    logits, grads = logits_and_gradients(model, True, monkeypatch)
+    logits, grads = logits_and_gradients(model, FUSED)
     assert fused_calls == [2 if bidirectional else 1] * num_layers
     torch.testing.assert_close(logits, reference_logits, atol=1e-5, rtol=1e-5)
     assert len(grads) == len(reference_grads) == len(list(model.parameters()))
@@ -140,14 +143,13 @@ def test_classifier_matches_atens_gru(monkeypatch: pytest.MonkeyPatch, fused_cal
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
-def test_dropout_between_layers_and_frozen_embedding(monkeypatch: pytest.MonkeyPatch,
-                                                     fused_calls: list[int]) -> None:
+def test_dropout_between_layers_and_frozen_embedding(fused_calls: list[int]) -> None:
     torch.manual_seed(0)
     model = RNNClassifier(30, 4, EMBEDDING, "gru", HIDDEN, num_layers=2, bidirectional=True,
                           embedding_dropout=0.2, rnn_dropout=0.3, dropout=0.1)
     model.embedding.weight.requires_grad_(False)  # the first layer's input needs no gradient
-    reference_logits, reference_grads = logits_and_gradients(model, False, monkeypatch, seed=5)
-    logits, grads = logits_and_gradients(model, True, monkeypatch, seed=5)
+    reference_logits, reference_grads = logits_and_gradients(model, ATEN, seed=5)
+    logits, grads = logits_and_gradients(model, FUSED, seed=5)
     assert fused_calls == [2, 2]
     torch.testing.assert_close(logits, reference_logits, atol=1e-5, rtol=1e-5)
     for got, want in zip(grads, reference_grads, strict=True):
@@ -155,17 +157,17 @@ def test_dropout_between_layers_and_frozen_embedding(monkeypatch: pytest.MonkeyP
 
 
 def test_inference_keeps_off_the_fused_path(fused_calls: list[int]) -> None:
-    model = RNNClassifier(30, 4, EMBEDDING, "gru", HIDDEN, bidirectional=True)
+    model = RNNClassifier(30, 4, EMBEDDING, "gru", HIDDEN, bidirectional=True, backend=FUSED)
     tokens, lengths, _ = padded_batch()
     with torch.no_grad():
         model(tokens, lengths)
     assert fused_calls == []
 
 
-def bf16_step(model: RNNClassifier, fused: bool, monkeypatch: pytest.MonkeyPatch
+def bf16_step(model: RNNClassifier, backend: CpuBackend
               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        return logits_and_gradients(model, fused, monkeypatch)
+        return logits_and_gradients(model, backend)
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
@@ -176,8 +178,8 @@ def test_bf16_autocast_training_takes_the_fused_path_with_bf16_matmuls(
     torch.manual_seed(0)
     model = RNNClassifier(30, 4, EMBEDDING, "gru", HIDDEN, num_layers=num_layers,
                           bidirectional=True, dropout=0.0)
-    exact_logits, exact_grads = logits_and_gradients(model, True, monkeypatch)
-    aten_logits, aten_grads = bf16_step(model, False, monkeypatch)
+    exact_logits, exact_grads = logits_and_gradients(model, FUSED)
+    aten_logits, aten_grads = bf16_step(model, ATEN)
     fused_calls.clear()
     operand_dtypes: list[torch.dtype] = []
     original = rnnclf.accel.fused_gru._linear
@@ -187,7 +189,7 @@ def test_bf16_autocast_training_takes_the_fused_path_with_bf16_matmuls(
         return original(inputs, *args)
 
     monkeypatch.setattr(rnnclf.accel.fused_gru, "_linear", recorded)
-    logits, grads = bf16_step(model, True, monkeypatch)
+    logits, grads = bf16_step(model, FUSED)
     assert fused_calls == [2] * num_layers
     assert operand_dtypes and set(operand_dtypes) == {torch.bfloat16}
     assert len(grads) == len(aten_grads) == len(exact_grads) == len(list(model.parameters()))
@@ -203,20 +205,19 @@ def test_bf16_autocast_training_takes_the_fused_path_with_bf16_matmuls(
 def test_lstm_and_rnn_never_take_the_fused_path(fused_calls: list[int]) -> None:
     tokens, lengths, labels = padded_batch()
     for cell in ("lstm", "rnn"):
-        model = RNNClassifier(30, 4, EMBEDDING, cell, HIDDEN)
+        model = RNNClassifier(30, 4, EMBEDDING, cell, HIDDEN, backend=FUSED)
         F.cross_entropy(model(tokens, lengths), labels).backward()
     assert fused_calls == []
 
 
-def test_batches_above_the_position_limit_take_atens_kernel(monkeypatch: pytest.MonkeyPatch,
-                                                            fused_calls: list[int]) -> None:
+def test_batches_above_the_position_limit_take_atens_kernel(fused_calls: list[int]) -> None:
     """Very long batches skip the fused path, so its retained scratch memory stays bounded."""
     tokens, lengths, labels = padded_batch()
-    model = RNNClassifier(30, 4, EMBEDDING, "gru", HIDDEN)
-    monkeypatch.setattr(rnnclf.models.classifier, "FUSED_GRU_MAX_POSITIONS", tokens.numel() - 1)
+    model = RNNClassifier(30, 4, EMBEDDING, "gru", HIDDEN,
+                          backend=CpuBackend(fused_gru_max_positions=tokens.numel() - 1))
     F.cross_entropy(model(tokens, lengths), labels).backward()
     assert fused_calls == []
-    monkeypatch.setattr(rnnclf.models.classifier, "FUSED_GRU_MAX_POSITIONS", tokens.numel())
+    model.backend = CpuBackend(fused_gru_max_positions=tokens.numel())
     F.cross_entropy(model(tokens, lengths), labels).backward()
     assert fused_calls == [2]
 

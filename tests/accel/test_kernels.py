@@ -1,4 +1,5 @@
-"""rnnclf's C gate kernels (rnnclf/accel/_kernels.c via rnnclf/accel/kernels.py): built, accurate, used.
+"""rnnclf's C gate kernels (rnnclf/accel/_kernels.c via rnnclf/accel/kernels.py): built,
+accurate, used.
 
 Their results against nn.GRU, nn.LSTM and the ATen paths are checked in test_fused_gru.py and
 test_cpu_inference.py, where every test runs once with them and once without (`gate_math`).
@@ -14,8 +15,8 @@ import torch
 from kernel_support import KernelCalls, gru_weights
 from torch import nn
 
-import rnnclf.models.classifier
 from rnnclf.accel import kernels
+from rnnclf.accel.backend import CpuBackend
 from rnnclf.accel.fused_gru import fused_gru
 from rnnclf.models.classifier import RNNClassifier
 
@@ -107,11 +108,11 @@ def test_training_layer_takes_the_kernels_and_matches_aten(monkeypatch: pytest.M
 def test_inference_takes_the_kernels(cell: str, kernel_calls: KernelCalls) -> None:
     torch.manual_seed(0)
     model = RNNClassifier(vocab_size=30, num_classes=4, embedding_dim=8, hidden_size=6,
-                          cell=cell, bidirectional=True).eval()
+                          cell=cell, bidirectional=True, backend=CpuBackend()).eval()
     tokens = torch.randint(1, 30, (3, 5))
     with torch.inference_mode():
         model(tokens, torch.tensor([5, 4, 2]))
-    assert rnnclf.models.classifier.LEAN_INFERENCE
+    assert model.backend.lean_inference
     assert kernel_calls.calls == {"recurrent_infer": 2}  # per direction
 
 
@@ -183,7 +184,8 @@ def test_threads_split_training_by_direction_and_rows(bidirectional: bool, threa
 def test_threads_split_inference_by_rows(cell: str, pooling: str, threads: object) -> None:
     torch.manual_seed(0)
     model = RNNClassifier(vocab_size=50, num_classes=4, embedding_dim=8, hidden_size=6,
-                          cell=cell, bidirectional=True, num_layers=2, pooling=pooling).eval()
+                          cell=cell, bidirectional=True, num_layers=2, pooling=pooling,
+                          backend=CpuBackend()).eval()
     lengths = torch.randint(1, 12, (37,))
     tokens = torch.randint(1, 50, (37, int(lengths.max())))
     results = []

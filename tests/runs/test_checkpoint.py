@@ -71,6 +71,7 @@ def test_round_trip_gives_identical_logits(tmp_path: Path, cell: str) -> None:
     assert loaded.vocab.itos[:3] == ["<pad>", "<unk>", "w0"]
     assert loaded.config.model.cell == cell
     assert not loaded.model.training
+    original.backend = loaded.model.backend  # the CPU backend load_model picks: same path
     tokens = torch.tensor([[2, 3, 4, 5], [6, 7, 0, 0]])
     lengths = torch.tensor([4, 2])
     with torch.no_grad():

@@ -19,7 +19,8 @@ from rnnclf.errors import Interrupted
 from rnnclf.inference.evaluate import evaluate_checkpoint
 from rnnclf.inference.export import export_checkpoint
 from rnnclf.inference.predictor import Predictor
-from rnnclf.models.classifier import EnsembleClassifier, RNNClassifier
+from rnnclf.models.classifier import RNNClassifier
+from rnnclf.models.ensemble import EnsembleClassifier
 from rnnclf.runs.checkpoint import load_checkpoint, load_model, save_checkpoint
 from rnnclf.training import trainer as train_module
 from rnnclf.training.ensemble import fit_ensemble, load_run_config

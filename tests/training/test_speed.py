@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnclf.accel.backend import CpuBackend, padded_segments
 from rnnclf.config.resume import load_resume_config
 from rnnclf.config.schema import Config, OptimConfig
 from rnnclf.data import text as text_module
@@ -32,7 +33,8 @@ from rnnclf.data.text import _BASIC_ENGLISH_TABLE, Vocab, clean_ag_news, tokeniz
 from rnnclf.device import cpu_has_native_bf16
 from rnnclf.errors import RnnclfError
 from rnnclf.models.build import build_model, build_optimizer, uses_sparse_embedding
-from rnnclf.models.classifier import RNNClassifier, padded_segments
+from rnnclf.models.classifier import RNNClassifier
+from rnnclf.models.pooling import pool_states
 from rnnclf.runs.checkpoint import load_checkpoint
 from rnnclf.training.optimizers import OptimizerGroup, clip_grad_norm
 from rnnclf.training.trainer import fit, make_grad_scaler
@@ -274,9 +276,12 @@ def test_training_batches_come_longest_first() -> None:
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("pooling", ["last", "mean", "max"])
-def test_presorted_and_unsorted_rows_give_the_same_logits(cell: str, pooling: str) -> None:
+@pytest.mark.parametrize("backend", [CpuBackend(), None], ids=["cpu-backend", "reference"])
+def test_presorted_and_unsorted_rows_give_the_same_logits(cell: str, pooling: str,
+                                                          backend: CpuBackend | None) -> None:
     torch.manual_seed(0)
-    model = RNNClassifier(30, 4, 8, cell, 8, num_layers=2, pooling=pooling).eval()
+    model = RNNClassifier(30, 4, 8, cell, 8, num_layers=2, pooling=pooling,
+                          backend=backend).eval()
     tokens, lengths, _ = batch_of()  # longest first
     shuffled = torch.tensor([3, 0, 5, 1, 4, 2])
     with torch.inference_mode():
@@ -285,14 +290,16 @@ def test_presorted_and_unsorted_rows_give_the_same_logits(cell: str, pooling: st
     assert torch.allclose(sorted_logits[shuffled], shuffled_logits, atol=1e-6)
 
 
-def test_max_pooling_over_minus_inf_padding_matches_the_masked_max() -> None:
+@pytest.mark.parametrize("backend", [CpuBackend(), None], ids=["cpu-backend", "reference"])
+def test_max_pooling_over_minus_inf_padding_matches_the_masked_max(
+        backend: CpuBackend | None) -> None:
     torch.manual_seed(0)
-    model = RNNClassifier(30, 4, 8, "gru", 8, pooling="max").eval()
+    model = RNNClassifier(30, 4, 8, "gru", 8, pooling="max", backend=backend).eval()
     tokens, lengths, _ = batch_of()
     with torch.inference_mode():
         packed = pack_padded_sequence(model.embedding(tokens), lengths, batch_first=True)
         states, _ = pad_packed_sequence(model.rnn(packed)[0], batch_first=True)
-        expected = model.classifier(model._pool_states(states, lengths))
+        expected = model.classifier(pool_states(states, lengths, "max"))
         assert torch.allclose(model(tokens, lengths), expected, atol=1e-6)
 
 
@@ -458,16 +465,14 @@ def test_gpu_bench_smoke_run_on_the_cpu() -> None:
         assert refused.returncode == 1 and refused.stderr.startswith("error: --device cuda:7")
 
 
-# --- the CPU padded path computes exactly what the packed path computes ----------------------
+# --- the CPU padded path computes exactly what the reference path computes -------------------
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("bidirectional", [True, False])
 @pytest.mark.parametrize("pooling", ["last", "mean", "max"])
-def test_padded_cpu_path_matches_the_packed_path(monkeypatch: pytest.MonkeyPatch, cell: str,
-                                                 bidirectional: bool, pooling: str) -> None:
-    import rnnclf.models.classifier
-
+def test_padded_cpu_path_matches_the_reference_path(cell: str, bidirectional: bool,
+                                                    pooling: str) -> None:
     torch.manual_seed(0)
     model = RNNClassifier(30, 4, 8, cell, 8, num_layers=2, bidirectional=bidirectional,
                           pooling=pooling, dropout=0.0)
@@ -475,8 +480,8 @@ def test_padded_cpu_path_matches_the_packed_path(monkeypatch: pytest.MonkeyPatch
     shuffled = torch.tensor([3, 0, 5, 1, 4, 2])  # unsorted rows too
     tokens, lengths, labels = tokens[shuffled], lengths[shuffled], labels[shuffled]
     results = []
-    for max_padded_work in (0.0, 100.0):  # 0: packed path; 100: padded path
-        monkeypatch.setattr(rnnclf.models.classifier, "MAX_PADDED_WORK", max_padded_work)
+    for backend in (None, CpuBackend(max_padded_work=100.0)):  # reference; one padded run
+        model.backend = backend
         model.zero_grad()
         logits = model(tokens, lengths)
         F.cross_entropy(logits, labels).backward()
@@ -507,10 +512,8 @@ def test_padded_segments_bound_the_padding() -> None:
 @pytest.mark.parametrize("pooling", ["last", "max", "attention"])
 def test_heavily_padded_batches_run_padded_in_segments(monkeypatch: pytest.MonkeyPatch, cell: str,
                                                        pooling: str) -> None:
-    """A batch with a few long texts splits into runs of similar length (never the packed
-    path on the CPU) and gives the packed path's logits and gradients, rows in their order."""
-    import rnnclf.models.classifier
-
+    """A batch with a few long texts splits into runs of similar length and gives the
+    reference path's logits and gradients, rows in their order."""
     torch.manual_seed(0)
     model = RNNClassifier(30, 4, 8, cell, 8, num_layers=2, bidirectional=True, pooling=pooling,
                           dropout=0.0)
@@ -520,17 +523,17 @@ def test_heavily_padded_batches_run_padded_in_segments(monkeypatch: pytest.Monke
     tokens[torch.arange(44).unsqueeze(0) >= lengths.unsqueeze(1)] = 0
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
     widths: list[int] = []
-    original = RNNClassifier._padded_forward
+    original = CpuBackend._padded_forward
 
-    def recorded(self: RNNClassifier, embedded: torch.Tensor, lengths: torch.Tensor
-                 ) -> torch.Tensor:
+    def recorded(self: CpuBackend, model: RNNClassifier, embedded: torch.Tensor,
+                 lengths: torch.Tensor) -> torch.Tensor:
         widths.append(embedded.size(1))
-        return original(self, embedded, lengths)
+        return original(self, model, embedded, lengths)
 
-    monkeypatch.setattr(RNNClassifier, "_padded_forward", recorded)
+    monkeypatch.setattr(CpuBackend, "_padded_forward", recorded)
     results = []
-    for max_padded_work in (0.0, 2.0):  # 0: PyTorch's packed path, the reference
-        monkeypatch.setattr(rnnclf.models.classifier, "MAX_PADDED_WORK", max_padded_work)
+    for backend in (None, CpuBackend(max_padded_work=2.0)):  # the reference path first
+        model.backend = backend
         model.zero_grad()
         logits = model(tokens, lengths)
         F.cross_entropy(logits, labels).backward()

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 import rnnclf.models.classifier
 from rnnclf.accel import cpu_inference
 from rnnclf.data.dataset import EncodedSplit
+from rnnclf.inference.scoring import predict_split
 from rnnclf.models.classifier import CELLS, POOLINGS, RNNClassifier
-from rnnclf.training.trainer import predict_split
 
 VOCAB, EMBEDDING, HIDDEN = 40, 8, 6
 

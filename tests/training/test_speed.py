@@ -28,13 +28,13 @@ from rnnclf.data.batches import bucketed_batches, epoch_batches
 from rnnclf.data.dataset import encode_texts
 from rnnclf.data.prefetch import prefetch
 from rnnclf.data.text import _BASIC_ENGLISH_TABLE, Vocab, clean_ag_news, tokenize
-from rnnclf.device import cpu_has_native_bf16
+from rnnclf.device import cpu_has_native_bf16, make_grad_scaler
 from rnnclf.errors import RnnclfError
-from rnnclf.models.build import build_model, build_optimizer, uses_sparse_embedding
+from rnnclf.models.build import build_model, uses_sparse_embedding
 from rnnclf.models.classifier import RNNClassifier, padded_segments
 from rnnclf.runs.checkpoint import load_checkpoint
-from rnnclf.training.optimizers import OptimizerGroup, clip_grad_norm
-from rnnclf.training.trainer import fit, load_resume_config, make_grad_scaler
+from rnnclf.training.optimizers import OptimizerGroup, build_optimizer, clip_grad_norm
+from rnnclf.training.trainer import fit, load_resume_config
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = {1: "president election troops summit treaty", 2: "football coach goal league medal",

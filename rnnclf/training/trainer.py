@@ -83,7 +83,8 @@ class Trainer:
         self.config, self.overwrite, self.resume_dir, self.dist = (config, overwrite,
                                                                    resume_dir, dist)
         # Under torchrun every rank runs a Trainer; rank 0 alone prints, shows the progress bar
-        # and writes the run's files (RunFiles). The rank decides those three here, nowhere else.
+        # and writes the run's files (RunFiles). Beside these lines the rank matters only to the
+        # epoch sums a resumed run carries on (_restore).
         self.log = log if dist.is_main else _quiet
         self.show_progress = config.train.progress and dist.is_main
         self.writes_files = dist.is_main
@@ -265,10 +266,10 @@ class Trainer:
         closing = (contextlib.closing(self.tensorboard) if self.tensorboard is not None
                    else contextlib.nullcontext())
         with self.stop.installed(), closing:
-            while self.progress.epoch < config.train.epochs:
+            while progress.epoch < config.train.epochs:
                 epoch_started = time.perf_counter()
                 # Train on this epoch's batches (a resumed run from the step it had reached).
-                result = runner.train_one_epoch(self.data.train, self.progress, self.total_steps)
+                result = runner.train_one_epoch(self.data.train, progress, self.total_steps)
                 # A signal mid-epoch: save last.pt at this step and stop.
                 if result.stopped:
                     self._save_and_stop()
@@ -276,7 +277,7 @@ class Trainer:
                 if self._end_epoch(result, self._validate(), epoch_started):
                     break
                 # A signal during validation or saving: the epoch is saved whole; stop.
-                if self.stop.agreed(self.dist) and self.progress.epoch < config.train.epochs:
+                if self.stop.agreed(self.dist) and progress.epoch < config.train.epochs:
                     raise self._interrupted()
         self.dist.barrier()  # all ranks leave together, once rank 0 has written its files
 

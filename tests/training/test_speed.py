@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+import rnnclf.device
 from rnnclf.config.schema import Config, OptimConfig
 from rnnclf.data import text as text_module
 from rnnclf.data.batches import bucketed_batches, epoch_batches
@@ -306,6 +307,19 @@ def test_fp16_needs_cuda() -> None:
     else:
         with pytest.raises(RnnclfError, match="bf16 needs a CPU with native bf16"):
             make_grad_scaler("bf16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_precision_the_cpu_cannot_train_in_is_refused_before_the_run_folder(
+        isolated: Path, monkeypatch: pytest.MonkeyPatch, precision: str) -> None:
+    monkeypatch.setattr(rnnclf.device, "cpu_has_native_bf16", lambda: False)
+    data = write_tiny_agnews(isolated / "data")
+    config = tiny_config(data, isolated / "runs")
+    config.train.device = "cpu"
+    config.train.precision = precision
+    with pytest.raises(RnnclfError, match=f"{precision} needs a C"):
+        fit(config, log=lambda *_: None)
+    assert not (isolated / "runs" / "tiny").exists()
 
 
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")

@@ -18,7 +18,7 @@ from rnnclf.data.batches import steps_per_epoch
 from rnnclf.data.dataset import TrainingData, prepare_training_data, resolve_data_dir
 from rnnclf.data.word_vectors import check_spec, extra_vocabulary, load_pretrained
 from rnnclf.device import make_grad_scaler, resolve_device
-from rnnclf.errors import RnnclfError, RunFailed
+from rnnclf.errors import Interrupted, RnnclfError, RunFailed
 from rnnclf.inference.scoring import evaluate
 from rnnclf.models.build import build_model, uses_sparse_embedding
 from rnnclf.models.classifier import count_parameters
@@ -295,7 +295,7 @@ class Trainer:
         self.dist.barrier()  # last.pt is written before any rank exits (torchrun ends the rest)
         raise self._interrupted()
 
-    def _interrupted(self) -> Exception:
+    def _interrupted(self) -> Interrupted:
         return self.stop.interrupted(self.progress.epoch + 1, self.progress.global_step,
                                      self.run_dir)
 

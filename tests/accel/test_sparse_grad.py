@@ -11,7 +11,8 @@ def sparse_gradient() -> torch.Tensor:
     """An embedding-style gradient: rows 0 and 2 of a (5, 4) table, row 0 used twice."""
     torch.manual_seed(0)
     indices = torch.tensor([[0, 2, 0]])
-    return torch.sparse_coo_tensor(indices, torch.randn(3, 4), (5, 4), check_invariants=True).coalesce()
+    return torch.sparse_coo_tensor(indices, torch.randn(3, 4), (5, 4),
+                                   check_invariants=True).coalesce()
 
 
 def test_stored_values_are_the_public_values_and_share_their_storage() -> None:

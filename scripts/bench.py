@@ -53,9 +53,12 @@ from rnnclf.data.dataset import (  # noqa: E402
     prepare_training_data,
 )
 from rnnclf.data.word_vectors import load_pretrained  # noqa: E402
-from rnnclf.models.build import build_model, build_optimizer, uses_sparse_embedding  # noqa: E402
+from rnnclf.inference.scoring import predict_split  # noqa: E402
+from rnnclf.models.build import build_model, uses_sparse_embedding  # noqa: E402
 from rnnclf.models.classifier import CELLS  # noqa: E402
-from rnnclf.training.trainer import Progress, StopSignal, predict_split, train_one_epoch  # noqa: E402
+from rnnclf.training.epoch import EpochRunner  # noqa: E402
+from rnnclf.training.optimizers import build_optimizer  # noqa: E402
+from rnnclf.training.state import Progress  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ag_news" / "train_subset.csv"
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -165,10 +168,8 @@ class RnnclfRunner:
         self.timed_tokens = int(self.timed_split.lengths.clamp(max=config.data.max_length).sum())
 
     def _epoch(self, split: EncodedSplit) -> None:
-        progress = Progress()
-        train_one_epoch(self.model, self.optimizer, self.config, split, self.device,
-                        progress, total_steps=1_000_000, stop=StopSignal(),
-                        save_last=lambda: None)
+        runner = EpochRunner(self.model, self.optimizer, self.config, self.device)
+        runner.train_one_epoch(split, Progress(), total_steps=1_000_000)
         if self.device.type == "cuda":  # the clock stops when the GPU is done, not at launch
             torch.cuda.synchronize(self.device)
 

@@ -40,7 +40,7 @@ from rnnclf.config.schema import Config  # noqa: E402
 from rnnclf.data.dataset import prepare_training_data  # noqa: E402
 from rnnclf.device import cpu_has_native_bf16, inference_autocast, resolve_device  # noqa: E402
 from rnnclf.errors import RnnclfError  # noqa: E402
-from rnnclf.training.trainer import predict_split  # noqa: E402
+from rnnclf.inference.scoring import predict_split  # noqa: E402
 
 AG_NEWS_TRAIN_ROWS = 120_000
 

@@ -23,8 +23,8 @@ sys.path.insert(0, str(REPO))
 from rnnclf.accel.backend import CpuBackend  # noqa: E402
 from rnnclf.config.schema import Config  # noqa: E402
 from rnnclf.data.dataset import prepare_training_data  # noqa: E402
+from rnnclf.inference.scoring import predict_split  # noqa: E402
 from rnnclf.models.build import build_model  # noqa: E402
-from rnnclf.training.trainer import predict_split  # noqa: E402
 
 MODELS = {  # name -> model overrides on top of Config()
     "gru-bi": {},

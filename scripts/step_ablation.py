@@ -26,8 +26,8 @@ from rnnclf.accel.backend import CpuBackend  # noqa: E402
 from rnnclf.config.schema import Config  # noqa: E402
 from rnnclf.data.batches import epoch_batches  # noqa: E402
 from rnnclf.data.dataset import prepare_training_data  # noqa: E402
-from rnnclf.models.build import build_model, build_optimizer  # noqa: E402
-from rnnclf.training.optimizers import clip_grad_norm  # noqa: E402
+from rnnclf.models.build import build_model  # noqa: E402
+from rnnclf.training.optimizers import build_optimizer, clip_grad_norm  # noqa: E402
 
 BUILT_KERNELS = rnnclf.accel.kernels.KERNELS
 

@@ -17,10 +17,10 @@ from rnnclf.data.dataset import (
 from rnnclf.data.word_vectors import extra_vocabulary
 from rnnclf.device import inference_autocast, resolve_device
 from rnnclf.inference.metrics import classification_report
+from rnnclf.inference.scoring import predict_split
 from rnnclf.runs.atomic import write_json
 from rnnclf.runs.checkpoint import load_model
 from rnnclf.training import plots
-from rnnclf.training.trainer import predict_split
 
 
 def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path | None = None,

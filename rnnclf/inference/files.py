@@ -23,8 +23,8 @@ from rnnclf.data.dataset import encode_texts, text_of
 from rnnclf.data.tabular import csv_records, split_fields
 from rnnclf.errors import RnnclfError
 from rnnclf.inference.predictor import CHARS_PER_TOKEN_BOUND, Predictor
+from rnnclf.inference.scoring import predict_split
 from rnnclf.runs.atomic import atomic_open
-from rnnclf.training.trainer import predict_split
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 LABEL_COLUMN = "predicted_label"

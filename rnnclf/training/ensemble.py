@@ -28,11 +28,12 @@ from rnnclf.data.dataset import prepare_training_data, resolve_data_dir
 from rnnclf.data.word_vectors import extra_vocabulary
 from rnnclf.device import resolve_device
 from rnnclf.errors import Interrupted, RnnclfError, RunFailed
+from rnnclf.inference.scoring import evaluate
 from rnnclf.models.classifier import count_parameters
 from rnnclf.runs.atomic import atomic_write_text, write_json
 from rnnclf.runs.checkpoint import load_checkpoint, load_model, save_checkpoint
 from rnnclf.runs.folder import prepare_run_directory, run_directory
-from rnnclf.training.trainer import evaluate, fit
+from rnnclf.training.trainer import fit
 
 CONFIG_FILE = "config.yaml"
 MEMBER_SEED_STRIDE = 1000

@@ -13,8 +13,8 @@ import rnnclf.accel.backend
 from rnnclf.accel import cpu_inference
 from rnnclf.accel.backend import CpuBackend
 from rnnclf.data.dataset import EncodedSplit
+from rnnclf.inference.scoring import predict_split
 from rnnclf.models.classifier import CELLS, POOLINGS, RNNClassifier
-from rnnclf.training.trainer import predict_split
 
 VOCAB, EMBEDDING, HIDDEN = 40, 8, 6
 LEAN = CpuBackend()  # inference through rnnclf/accel/cpu_inference.py

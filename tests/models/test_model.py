@@ -20,9 +20,11 @@ from rnnclf.data.batches import (
 from rnnclf.data.dataset import encode_texts
 from rnnclf.data.text import Vocab
 from rnnclf.inference.metrics import classification_report, confusion_matrix, format_report
-from rnnclf.models.build import build_model, build_optimizer, learning_rate
+from rnnclf.inference.scoring import predict_split
+from rnnclf.models.build import build_model
 from rnnclf.models.classifier import RNNClassifier, count_parameters
-from rnnclf.training.trainer import predict_split
+from rnnclf.training.optimizers import build_optimizer
+from rnnclf.training.schedule import learning_rate
 
 VOCAB, CLASSES = 30, 4
 CELLS = ("rnn", "lstm", "gru")

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from rnnclf.config import Config, from_saved_dict, load_config
-from rnnclf.models.build import build_model, build_optimizer
+from rnnclf.models.build import build_model
 from rnnclf.models.classifier import RNNClassifier
 from rnnclf.models.ngrams import NgramBag, ngram_buckets_of, ngram_table_rows
-from rnnclf.training.optimizers import OptimizerGroup
+from rnnclf.training.optimizers import OptimizerGroup, build_optimizer
 
 VOCAB = 50
 

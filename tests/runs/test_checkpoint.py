@@ -11,6 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from rnnclf.config import load_config
+from rnnclf.data.text import Vocab
+from rnnclf.errors import RnnclfError
+from rnnclf.models.build import build_model
+from rnnclf.runs.atomic import atomic_torch_save
 from rnnclf.runs.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
@@ -19,11 +24,6 @@ from rnnclf.runs.checkpoint import (
     newest_run_checkpoint,
     save_checkpoint,
 )
-from rnnclf.config import load_config
-from rnnclf.data.text import Vocab
-from rnnclf.errors import RnnclfError
-from rnnclf.models.build import build_model
-from rnnclf.runs.atomic import atomic_torch_save
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 from robustness_support import csv_bytes, generated_rows, run_cli, tiny_overrides, write_dataset
 
-from rnnclf.runs.checkpoint import FORMAT, load_checkpoint
 from rnnclf.config import load_config
 from rnnclf.data.agnews import read_rows
 from rnnclf.errors import RnnclfError
+from rnnclf.runs.checkpoint import FORMAT, load_checkpoint
 from rnnclf.training.trainer import fit
 
 

@@ -22,6 +22,7 @@ from rnnclf.config.schema import DataConfig
 from rnnclf.data.batches import bucketed_batches, epoch_batches, shard_plan, steps_per_epoch
 from rnnclf.data.dataset import prepare_training_data
 from rnnclf.errors import RnnclfError
+from rnnclf.inference.scoring import evaluate
 from rnnclf.runs.atomic import read_jsonl
 from rnnclf.runs.checkpoint import load_checkpoint, load_model
 from rnnclf.training.distributed import (
@@ -31,7 +32,8 @@ from rnnclf.training.distributed import (
     evaluate_sharded,
     launch,
 )
-from rnnclf.training.trainer import LOG_EVERY, evaluate, fit
+from rnnclf.training.epoch import LOG_EVERY
+from rnnclf.training.trainer import fit
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = {1: ["president", "minister", "election", "embassy", "troops", "treaty"],

@@ -22,7 +22,7 @@ from rnnclf.inference.predictor import Predictor
 from rnnclf.models.classifier import RNNClassifier
 from rnnclf.models.ensemble import EnsembleClassifier
 from rnnclf.runs.checkpoint import load_checkpoint, load_model, save_checkpoint
-from rnnclf.training import trainer as train_module
+from rnnclf.training import epoch as epoch_module
 from rnnclf.training.ensemble import fit_ensemble, load_run_config
 from rnnclf.training.trainer import fit
 
@@ -154,7 +154,7 @@ def test_interrupted_ensemble_resumes_and_ends_like_an_uninterrupted_one(
     fit_ensemble(ensemble_config(data_dir, runs, name="straight", size=2), log=quiet)
 
     # SIGINT in the middle of member 2's first epoch (member 1 has 2 epochs of steps).
-    original, calls = train_module._forward_loss, {"step": 0}
+    original, calls = epoch_module._forward_loss, {"step": 0}
 
     def forward(*args: Any, **kwargs: Any) -> Any:
         calls["step"] += 1
@@ -162,7 +162,7 @@ def test_interrupted_ensemble_resumes_and_ends_like_an_uninterrupted_one(
             os.kill(os.getpid(), signal.SIGINT)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "_forward_loss", forward)
+    monkeypatch.setattr(epoch_module, "_forward_loss", forward)
     run_dir = runs / "stopped"
     with pytest.raises(Interrupted) as stopped:
         fit_ensemble(ensemble_config(data_dir, runs, name="stopped", size=2), log=quiet)

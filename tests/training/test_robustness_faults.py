@@ -16,10 +16,11 @@ from robustness_support import run_cli, tiny_overrides, write_dataset
 
 from rnnclf.config import load_config
 from rnnclf.config.resume import load_resume_config
-from rnnclf.errors import RunFailed
+from rnnclf.errors import Interrupted, RunFailed
 from rnnclf.runs import atomic as rnnclf_io
 from rnnclf.runs.atomic import read_jsonl
 from rnnclf.runs.checkpoint import load_checkpoint
+from rnnclf.training import epoch as epoch_module
 from rnnclf.training import trainer as train_module
 from rnnclf.training.trainer import fit
 
@@ -130,7 +131,7 @@ def test_eval_report_that_cannot_be_written_is_one_line(
 
 def poison_steps(monkeypatch: pytest.MonkeyPatch, steps: set[int], value: float) -> None:
     """Make the loss of the given global steps (1-based) NaN or inf, gradients included."""
-    original = train_module._forward_loss
+    original = epoch_module._forward_loss
     calls = {"step": 0}
 
     def forward(*args: Any, **kwargs: Any) -> Any:
@@ -140,7 +141,7 @@ def poison_steps(monkeypatch: pytest.MonkeyPatch, steps: set[int], value: float)
             loss = loss * value
         return loss, logits
 
-    monkeypatch.setattr(train_module, "_forward_loss", forward)
+    monkeypatch.setattr(epoch_module, "_forward_loss", forward)
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
@@ -199,7 +200,7 @@ def test_skip_nonfinite_resumes_exactly(data_dir: Path, tmp_path: Path,
     monkeypatch.undo()
     monkeypatch.setenv("RNNCLF_CACHE_DIR", str(tmp_path / "cache"))
     poison_steps(monkeypatch, {4}, math.nan)
-    original = train_module._forward_loss
+    original = epoch_module._forward_loss
 
     def stop_at_10(*args: Any, **kwargs: Any) -> Any:
         if train_module_calls.setdefault("n", 0) == 9:
@@ -208,8 +209,8 @@ def test_skip_nonfinite_resumes_exactly(data_dir: Path, tmp_path: Path,
         return original(*args, **kwargs)
 
     train_module_calls: dict[str, int] = {}
-    monkeypatch.setattr(train_module, "_forward_loss", stop_at_10)
-    with pytest.raises(train_module.Interrupted):
+    monkeypatch.setattr(epoch_module, "_forward_loss", stop_at_10)
+    with pytest.raises(Interrupted):
         fit(load_config(None, tiny_overrides(data_dir, runs, name="b", epochs=2, **extra)),
             log=quiet)
     monkeypatch.undo()

@@ -25,6 +25,7 @@ from rnnclf.config.resume import load_resume_config
 from rnnclf.errors import Interrupted, RnnclfError, StoppedAtOnce
 from rnnclf.runs.atomic import read_jsonl
 from rnnclf.runs.checkpoint import load_checkpoint
+from rnnclf.training import epoch as epoch_module
 from rnnclf.training import trainer as train_module
 from rnnclf.training.trainer import fit
 
@@ -46,7 +47,7 @@ def quiet(*_: Any) -> None:
 def signal_at_steps(monkeypatch: pytest.MonkeyPatch, when: dict[int, list[int]]) -> None:
     """Deliver real signals to this process from inside the forward pass of the given global
     steps (1-based), i.e. in the middle of a training step, through the real handler."""
-    original = train_module._forward_loss
+    original = epoch_module._forward_loss
     calls = {"step": 0}
 
     def forward(*args: Any, **kwargs: Any) -> Any:
@@ -55,7 +56,7 @@ def signal_at_steps(monkeypatch: pytest.MonkeyPatch, when: dict[int, list[int]])
             os.kill(os.getpid(), signum)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "_forward_loss", forward)
+    monkeypatch.setattr(epoch_module, "_forward_loss", forward)
 
 
 def comparable(run_dir: Path) -> list[dict[str, Any]]:
@@ -202,7 +203,7 @@ def test_exception_inside_the_progress_bar_leaves_files_loadable(
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(train_module, "tqdm", Bar)
+    monkeypatch.setattr(epoch_module, "tqdm", Bar)
     with pytest.raises(OSError):
         fit(config, log=quiet)
     run_dir = runs / "tiny"

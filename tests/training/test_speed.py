@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+import rnnclf.device
 from rnnclf.accel.backend import CpuBackend, padded_segments
 from rnnclf.config.resume import load_resume_config
 from rnnclf.config.schema import Config, OptimConfig
@@ -30,14 +31,14 @@ from rnnclf.data.batches import bucketed_batches, epoch_batches
 from rnnclf.data.dataset import encode_texts
 from rnnclf.data.prefetch import prefetch
 from rnnclf.data.text import _BASIC_ENGLISH_TABLE, Vocab, clean_ag_news, tokenize
-from rnnclf.device import cpu_has_native_bf16
+from rnnclf.device import cpu_has_native_bf16, make_grad_scaler
 from rnnclf.errors import RnnclfError
-from rnnclf.models.build import build_model, build_optimizer, uses_sparse_embedding
+from rnnclf.models.build import build_model, uses_sparse_embedding
 from rnnclf.models.classifier import RNNClassifier
 from rnnclf.models.pooling import pool_states
 from rnnclf.runs.checkpoint import load_checkpoint
-from rnnclf.training.optimizers import OptimizerGroup, clip_grad_norm
-from rnnclf.training.trainer import fit, make_grad_scaler
+from rnnclf.training.optimizers import OptimizerGroup, build_optimizer, clip_grad_norm
+from rnnclf.training.trainer import fit
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = {1: "president election troops summit treaty", 2: "football coach goal league medal",
@@ -314,6 +315,19 @@ def test_fp16_needs_cuda() -> None:
     else:
         with pytest.raises(RnnclfError, match="bf16 needs a CPU with native bf16"):
             make_grad_scaler("bf16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_precision_the_cpu_cannot_train_in_is_refused_before_the_run_folder(
+        isolated: Path, monkeypatch: pytest.MonkeyPatch, precision: str) -> None:
+    monkeypatch.setattr(rnnclf.device, "cpu_has_native_bf16", lambda: False)
+    data = write_tiny_agnews(isolated / "data")
+    config = tiny_config(data, isolated / "runs")
+    config.train.device = "cpu"
+    config.train.precision = precision
+    with pytest.raises(RnnclfError, match=f"{precision} needs a C"):
+        fit(config, log=lambda *_: None)
+    assert not (isolated / "runs" / "tiny").exists()
 
 
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")

@@ -11,7 +11,8 @@ import pytest
 from rnnclf.config import load_config
 from rnnclf.errors import RnnclfError
 from rnnclf.runs.atomic import read_jsonl
-from rnnclf.training.trainer import LOG_EVERY, fit
+from rnnclf.training.epoch import LOG_EVERY
+from rnnclf.training.trainer import fit
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 

@@ -15,7 +15,7 @@ This module is imported by rnnclf/accel/__init__.py, so the ops exist whenever r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor
@@ -27,26 +27,30 @@ _GATES_PER_UNIT = {"gru": 3, "lstm": 4}
 _POOLINGS = ("max", "sum", "last", "none")
 
 
-def _require(condition: bool, op: str, message: str) -> None:
-    if not condition:
-        raise ValueError(f"rnnclf::{op}: {message}")
+def _fail(op: str, message: str) -> NoReturn:
+    raise ValueError(f"rnnclf::{op}: {message}")
 
 
 def _check(op: str, name: str, tensor: Tensor, layout: str, shape: tuple[Any, ...],
            dtype: torch.dtype = torch.float32, contiguous: bool = False) -> None:
     """tensor must be on the CPU, of this dtype and shape (`layout` names the dimensions for the
-    message), and contiguous where the C code reads its memory directly."""
-    _require(tensor.device.type == "cpu", op, f"{name} must be on the CPU, not {tensor.device}")
-    _require(tensor.dtype == dtype, op, f"{name} must be {dtype}, not {tensor.dtype}")
-    _require(tuple(tensor.shape) == tuple(shape), op,
-             f"{name} must be {layout} = {tuple(shape)}, not {tuple(tensor.shape)}")
-    _require(not contiguous or tensor.is_contiguous(), op, f"{name} must be contiguous")
+    message), and contiguous where the C code reads its memory directly. (Messages are only
+    formatted on failure: these checks run on every call.)"""
+    if tensor.device.type != "cpu":
+        _fail(op, f"{name} must be on the CPU, not {tensor.device}")
+    if tensor.dtype != dtype:
+        _fail(op, f"{name} must be {dtype}, not {tensor.dtype}")
+    if tensor.shape != shape:
+        _fail(op, f"{name} must be {layout} = {tuple(shape)}, "
+                            f"not {tuple(tensor.shape)}")
+    if contiguous and not tensor.is_contiguous():
+        _fail(op, f"{name} must be contiguous")
 
 
 def _gru_sizes(op: str, weight_ih: Tensor, weight_hh: Tensor) -> tuple[int, int, int]:
     """(D, H, E) of a GRU layer's weights, checked to be (D, 3H, E) and (D, 3H, H)."""
-    _require(weight_ih.dim() == 3 and weight_ih.size(0) in (1, 2) and weight_ih.size(1) % 3 == 0,
-             op, f"weight_ih must be (D, 3H, E) with D 1 or 2, not {tuple(weight_ih.shape)}")
+    if weight_ih.dim() != 3 or weight_ih.size(0) not in (1, 2) or weight_ih.size(1) % 3 != 0:
+        _fail(op, f"weight_ih must be (D, 3H, E) with D 1 or 2, not {tuple(weight_ih.shape)}")
     directions, hidden = weight_ih.size(0), weight_ih.size(1) // 3
     _check(op, "weight_ih", weight_ih, "(D, 3H, E)",
            (directions, 3 * hidden, weight_ih.size(2)))
@@ -57,7 +61,8 @@ def _gru_sizes(op: str, weight_ih: Tensor, weight_hh: Tensor) -> tuple[int, int,
 def _check_gru_layer(inputs: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor,
                      bias_hh: Tensor, lengths: Tensor | None, matmul_dtype: torch.dtype) -> None:
     op = "gru_layer"
-    _require(inputs.dim() == 3, op, f"inputs must be (T, B, E), not {tuple(inputs.shape)}")
+    if inputs.dim() != 3:
+        _fail(op, f"inputs must be (T, B, E), not {tuple(inputs.shape)}")
     steps, batch, features = inputs.shape
     directions, hidden, _ = _gru_sizes(op, weight_ih, weight_hh)
     _check(op, "inputs", inputs, "(T, B, E)", (steps, batch, weight_ih.size(2)))
@@ -65,8 +70,8 @@ def _check_gru_layer(inputs: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_
     _check(op, "bias_hh", bias_hh, "(D, 3H)", (directions, 3 * hidden))
     if lengths is not None:
         _check(op, "lengths", lengths, "(B,)", (batch,), dtype=torch.int64)
-    _require(matmul_dtype in _MATMUL_DTYPES, op,
-             f"matmul_dtype must be torch.float32 or torch.bfloat16, not {matmul_dtype}")
+    if matmul_dtype not in _MATMUL_DTYPES:
+        _fail(op, f"matmul_dtype must be torch.float32 or torch.bfloat16, not {matmul_dtype}")
 
 
 @torch.library.custom_op("rnnclf::gru_layer", mutates_args=())
@@ -106,11 +111,13 @@ def _check_gru_layer_backward(grad_outputs: Tensor, flat_inputs: Tensor, weight_
                               reset_hidden: Tensor, n: Tensor) -> None:
     op = "gru_layer_backward"
     directions, hidden, features = _gru_sizes(op, weight_ih, weight_hh)
-    _require(states.dim() == 4, op, f"states must be (D, T+1, B, H), not {tuple(states.shape)}")
+    if states.dim() != 4:
+        _fail(op, f"states must be (D, T+1, B, H), not {tuple(states.shape)}")
     steps, batch = states.size(1) - 1, states.size(2)
     _check(op, "grad_outputs", grad_outputs, "(T, B, D*H)", (steps, batch, directions * hidden))
-    _require(flat_inputs.dtype in _MATMUL_DTYPES, op,
-             f"flat_inputs must be torch.float32 or torch.bfloat16, not {flat_inputs.dtype}")
+    if flat_inputs.dtype not in _MATMUL_DTYPES:
+        _fail(op, "flat_inputs must be torch.float32 or torch.bfloat16, "
+                  f"not {flat_inputs.dtype}")
     _check(op, "flat_inputs", flat_inputs, "(T*B, E)", (steps * batch, features),
            dtype=flat_inputs.dtype)
     _check(op, "states", states, "(D, T+1, B, H)", (directions, steps + 1, batch, hidden),
@@ -178,21 +185,27 @@ def _check_recurrent_layer(cell: str, inputs: Tensor, active: list[int], pooling
                            weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor | None,
                            bias_hh: Tensor) -> None:
     op = "recurrent_layer"
-    _require(cell in _GATES_PER_UNIT, op, f"cell must be 'gru' or 'lstm', not {cell!r}")
-    _require(pooling in _POOLINGS, op, f"pooling must be one of {_POOLINGS}, not {pooling!r}")
-    _require(weight_hh.dim() == 2, op, f"weight_hh must be (G*H, H), not {weight_hh.shape}")
+    if cell not in _GATES_PER_UNIT:
+        _fail(op, f"cell must be 'gru' or 'lstm', not {cell!r}")
+    if pooling not in _POOLINGS:
+        _fail(op, f"pooling must be one of {_POOLINGS}, not {pooling!r}")
+    if weight_hh.dim() != 2:
+        _fail(op, f"weight_hh must be (G*H, H), not {tuple(weight_hh.shape)}")
     hidden = weight_hh.size(1)
     gates = _GATES_PER_UNIT[cell] * hidden
     _check(op, "weight_hh", weight_hh, "(G*H, H)", (gates, hidden))
     _check(op, "bias_hh", bias_hh, "(G*H,)", (gates,))
-    _require(inputs.dim() in (2, 3), op,
-             f"inputs must be token rows (T, B) or states (T, B, E), not {tuple(inputs.shape)}")
+    if inputs.dim() not in (2, 3):
+        _fail(op, "inputs must be token rows (T, B) or states (T, B, E), "
+                  f"not {tuple(inputs.shape)}")
     steps, batch = inputs.shape[:2]
-    _require(len(active) == steps, op, f"active must hold T = {steps} counts, not {len(active)}")
+    if len(active) != steps:
+        _fail(op, f"active must hold T = {steps} counts, not {len(active)}")
     if inputs.dim() == 2:  # rows of a table of input gates
         _check(op, "inputs", inputs, "(T, B)", (steps, batch), dtype=torch.int64)
         _check(op, "weight_ih", weight_ih, "(U, G*H)", (weight_ih.size(0), gates))
-        _require(bias_ih is None, op, "bias_ih must be None with token rows (it is in the table)")
+        if bias_ih is not None:
+            _fail(op, "bias_ih must be None with token rows (it is in the table)")
         return
     _check(op, "inputs", inputs, "(T, B, E)", (steps, batch, inputs.size(2)))
     _check(op, "weight_ih", weight_ih, "(G*H, E)", (gates, inputs.size(2)))
@@ -208,9 +221,10 @@ def recurrent_layer(cell: str, inputs: Tensor, active: list[int], pooling: str,
     -> (B, H) pooled ("max", "sum", "last"), or every step's states (T, B, H) ("none"; the
     rows past each text's end are left unwritten, so their values are unspecified)."""
     _check_recurrent_layer(cell, inputs, active, pooling, weight_ih, weight_hh, bias_ih, bias_hh)
-    if inputs.dim() == 2 and inputs.numel() > 0:  # the C loop reads the table at these rows
-        _require(int(inputs.min()) >= 0 and int(inputs.max()) < weight_ih.size(0),
-                 "recurrent_layer", f"inputs must be rows 0 to {weight_ih.size(0) - 1}")
+    # The C loop reads the gate table at these rows.
+    if inputs.dim() == 2 and inputs.numel() > 0 and (
+            int(inputs.min()) < 0 or int(inputs.max()) >= weight_ih.size(0)):
+        _fail("recurrent_layer", f"inputs must be rows 0 to {weight_ih.size(0) - 1}")
     return cpu_inference._kernel_layer(cell, inputs, active, pooling, weight_ih, weight_hh,
                                        bias_ih, bias_hh)
 

@@ -41,8 +41,7 @@ def _check(op: str, name: str, tensor: Tensor, layout: str, shape: tuple[Any, ..
     if tensor.dtype != dtype:
         _fail(op, f"{name} must be {dtype}, not {tensor.dtype}")
     if tensor.shape != shape:
-        _fail(op, f"{name} must be {layout} = {tuple(shape)}, "
-                            f"not {tuple(tensor.shape)}")
+        _fail(op, f"{name} must be {layout} = {tuple(shape)}, not {tuple(tensor.shape)}")
     if contiguous and not tensor.is_contiguous():
         _fail(op, f"{name} must be contiguous")
 
@@ -63,7 +62,7 @@ def _check_gru_layer(inputs: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_
     op = "gru_layer"
     if inputs.dim() != 3:
         _fail(op, f"inputs must be (T, B, E), not {tuple(inputs.shape)}")
-    steps, batch, features = inputs.shape
+    steps, batch = inputs.shape[:2]
     directions, hidden, _ = _gru_sizes(op, weight_ih, weight_hh)
     _check(op, "inputs", inputs, "(T, B, E)", (steps, batch, weight_ih.size(2)))
     _check(op, "bias_ih", bias_ih, "(D, 3H)", (directions, 3 * hidden))

@@ -57,6 +57,24 @@ def test_a_library_from_another_source_is_refused(monkeypatch: pytest.MonkeyPatc
     assert "pip install -e ." in message
 
 
+def test_a_library_from_before_the_layout_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A library built before the layout text existed (positional arguments) is stale too."""
+
+    class OldLibrary:
+        def __init__(self, path: str) -> None:
+            self.rnnclf_kernels_version = lambda: 6
+
+    monkeypatch.delenv("RNNCLF_KERNELS", raising=False)
+    monkeypatch.setattr(kernels.importlib.util, "find_spec",
+                        lambda name: type("Spec", (), {"origin": "/old/_kernels.so"})())
+    monkeypatch.setattr(kernels.ctypes, "CDLL", OldLibrary)
+    assert kernels._load() is None
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and "/old/_kernels.so" in message
+    assert "pip install -e ." in message
+
+
 @needs_kernels
 def test_the_mirrors_match_the_c_structs_field_by_field() -> None:
     """The C file's layout text, parsed, is each ctypes mirror's fields in order, pointers as

@@ -11,5 +11,5 @@ from setuptools import Extension, setup
 # MSVC takes /O2 and has no GCC vectorizer hints; GCC and clang take -O3.
 FLAGS = ["/O2"] if sys.platform == "win32" else ["-O3"]
 
-setup(ext_modules=[Extension("rnnclf.accel._kernels", ["rnnclf/accel/_kernels.c"], extra_compile_args=FLAGS,
-                             optional=True)])
+setup(ext_modules=[Extension("rnnclf.accel._kernels", ["rnnclf/accel/_kernels.c"],
+                             extra_compile_args=FLAGS, optional=True)])

@@ -6,6 +6,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
+from rnnclf.accel.onednn import has_native_bf16
 from rnnclf.errors import RnnclfError
 
 
@@ -52,7 +53,7 @@ def inference_autocast(precision: str, device: torch.device) -> AbstractContextM
 
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: without them oneDNN refuses some bf16 kernels (its LSTM among them)."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return has_native_bf16()
 
 
 def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:

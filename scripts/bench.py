@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from rnnclf.accel.backend import CpuBackend, select_backend  # noqa: E402
+from rnnclf.accel.onednn import has_native_bf16  # noqa: E402
 from rnnclf.config.schema import Config  # noqa: E402
 from rnnclf.data.dataset import (  # noqa: E402
     EncodedSplit,
@@ -196,26 +197,26 @@ def model_flops_per_token(config: Config) -> float:
 
 
 # bf16 rows and columns only where the CPU has native bf16 (elsewhere autocast emulates it).
-BF16_NATIVE = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+BF16_NATIVE = has_native_bf16()
 
 
 def matmul_gflops(size: int, repeats: int, library: str = "torch",
                   dtype: torch.dtype = torch.float32) -> float:
     """GFLOP/s of a size^3 matmul: `torch` is torch.matmul (MKL on x86), `onednn` is the
-    oneDNN inner product rnnclf's CPU kernels call (rnnclf/accel/fused_gru.py); on AMD CPUs MKL
+    oneDNN inner product rnnclf's CPU kernels call (rnnclf/accel/onednn.py); on AMD CPUs MKL
     takes no AVX-512 path, so the two differ by ~2x there."""
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     if library == "torch":
         def multiply() -> torch.Tensor:
             return a @ b
     else:
-        from rnnclf.accel.fused_gru import _ONEDNN_LINEAR
+        from rnnclf.accel.onednn import LINEAR_POINTWISE
 
-        if _ONEDNN_LINEAR is None:
+        if LINEAR_POINTWISE is None:
             return float("nan")
 
         def multiply() -> torch.Tensor:
-            return _ONEDNN_LINEAR(a, b, None, "none", [], "")
+            return LINEAR_POINTWISE(a, b, None, "none", [], "")
     try:
         multiply()  # warm up the library
     except RuntimeError:  # oneDNN has no bf16 inner product on CPUs without native bf16

@@ -147,7 +147,8 @@ def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> KernelCalls:
     from rnnclf.accel import kernels
 
     if kernels.KERNELS is None:
-        pytest.skip("rnnclf/accel/_kernels.c is not built here (pip install -e . with a C compiler)")
+        pytest.skip("rnnclf/accel/_kernels.c is not built here "
+                    "(pip install -e . with a C compiler)")
     counter = KernelCalls(kernels.KERNELS)
     monkeypatch.setattr(kernels, "KERNELS", counter)
     return counter

@@ -5,8 +5,9 @@
  * (batch x hidden) values, all dispatched from Python. Here one call runs a whole layer: per step
  * a register-blocked matmul (`gemm`; ~250 GFLOP/s on the benchmark machine) and one pass of gate
  * math over values still in cache. The big products over all steps at once (input projections,
- * weight gradients) stay in oneDNN. Callers: rnnclf/accel/fused_gru.py, rnnclf/accel/cpu_inference.py, through
- * ctypes (rnnclf/accel/kernels.py).
+ * weight gradients) stay in oneDNN. Callers: rnnclf/accel/fused_gru.py and
+ * rnnclf/accel/cpu_inference.py, behind the custom ops of rnnclf/accel/ops.py, through ctypes
+ * (rnnclf/accel/kernels.py, which says why ctypes and not a torch C++ extension).
  *
  * fp32, row-major arrays; layouts are given per function. Built at install time as an optional
  * extension (setup.py): without a C compiler rnnclf runs the same math in PyTorch ops.
@@ -30,9 +31,51 @@
 #endif
 #define INLINE static inline __attribute__((always_inline))
 
-/* Bumped whenever a signature below changes: rnnclf/accel/kernels.py refuses a library built from an
- * older source (an editable install does not rebuild by itself). */
-int64_t rnnclf_kernels_version(void) { return 6; }
+/* ---- arguments ------------------------------------------------------------------------------ */
+
+/* Each kernel takes one struct of named arguments, listed once here as (type, name) pairs: they
+ * expand into the struct (FIELD), into the kernel's local variables of the same names (UNPACK)
+ * and into the text rnnclf_kernels_layout() returns (DESCRIBE). rnnclf/accel/kernels.py mirrors
+ * each struct as a ctypes.Structure and refuses a library whose layout text differs from its
+ * mirrors (an editable install does not rebuild this file by itself), so no version number has
+ * to be kept by hand. Integers first, then pointers; layouts are given at each kernel. */
+#define GRU_TRAIN_FORWARD_ARGS(X)                                                              \
+    X(int64_t, steps) X(int64_t, batch) X(int64_t, hidden) X(int64_t, directions)            \
+    X(int64_t, d0) X(int64_t, d1) X(int64_t, row0) X(int64_t, row1) X(int64_t, padded)       \
+    X(const float *, products) X(const int64_t *, pad_before) X(const float *, weight_hh_t)  \
+    X(const float *, bias_hh) X(float *, hidden_gates) X(float *, states) X(float *, rz)     \
+    X(float *, reset_hidden) X(float *, n) X(float *, outputs)
+
+#define GRU_TRAIN_BACKWARD_ARGS(X)                                                             \
+    X(int64_t, steps) X(int64_t, batch) X(int64_t, hidden) X(int64_t, d0) X(int64_t, d1)     \
+    X(int64_t, row0) X(int64_t, row1) X(int64_t, padded) X(int64_t, grad_time_stride)        \
+    X(int64_t, grad_batch_stride) X(const float *, grad_outputs)                              \
+    X(const float *, weight_hh) X(float *, recurrent) X(float *, carried)                    \
+    X(const float *, rz) X(const float *, reset_hidden) X(const float *, n)                  \
+    X(const float *, states) X(float *, hidden_rows) X(float *, input_rows)                  \
+    X(float *, bias_partial) X(double *, bias_sums)
+
+#define RECURRENT_INFER_ARGS(X)                                                                \
+    X(int64_t, gates_per_unit) X(int64_t, t0) X(int64_t, t1) X(int64_t, batch)               \
+    X(int64_t, hidden) X(int64_t, padded) X(int64_t, row0) X(int64_t, row1) X(int64_t, pool) \
+    X(const int64_t *, active) X(const float *, gates) X(const int64_t *, tokens)            \
+    X(const float *, weight_hh_t) X(const float *, bias_hh) X(float *, hidden_gates)         \
+    X(float *, h) X(float *, c) X(float *, pooled) X(float *, states)
+
+#define FIELD(type, name) type name;
+#define UNPACK(type, name) type name = args->name;
+#define DESCRIBE(type, name) #type " " #name ";"
+
+struct gru_train_forward_args { GRU_TRAIN_FORWARD_ARGS(FIELD) };
+struct gru_train_backward_args { GRU_TRAIN_BACKWARD_ARGS(FIELD) };
+struct recurrent_infer_args { RECURRENT_INFER_ARGS(FIELD) };
+
+/* One line per kernel: "name: type field; type field; ..." */
+const char *rnnclf_kernels_layout(void) {
+    return "gru_train_forward: " GRU_TRAIN_FORWARD_ARGS(DESCRIBE) "\n"
+           "gru_train_backward: " GRU_TRAIN_BACKWARD_ARGS(DESCRIBE) "\n"
+           "recurrent_infer: " RECURRENT_INFER_ARGS(DESCRIBE) "\n";
+}
 
 /* ---- activations ------------------------------------------------------------------------- */
 
@@ -121,12 +164,8 @@ INLINE void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, c
  * outputs (T, B, D, H): each new state at its text position (t, or T - 1 - t for direction 1).
  * Runs directions [d0, d1) for rows [row0, row1) only (texts never interact, so callers run
  * disjoint parts on threads of their own); hidden_gates then holds row1 - row0 rows. */
-CLONES void gru_train_forward(int64_t steps, int64_t batch, int64_t hidden, int64_t directions,
-                              int64_t d0, int64_t d1, int64_t row0, int64_t row1,
-                              int64_t padded, const float *products, const int64_t *pad_before,
-                              const float *weight_hh_t, const float *bias_hh,
-                              float *hidden_gates, float *states, float *rz, float *reset_hidden,
-                              float *n, float *outputs) {
+CLONES void gru_train_forward(const struct gru_train_forward_args *args) {
+    GRU_TRAIN_FORWARD_ARGS(UNPACK)
     const int64_t H = hidden, G = 3 * hidden;
     for (int64_t t = 0; t < steps; t++) {
         for (int64_t d = d0; d < d1; d++) {
@@ -192,14 +231,8 @@ CLONES void gru_train_forward(int64_t steps, int64_t batch, int64_t hidden, int6
  * added up in double.
  * Runs directions [d0, d1) for rows [row0, row1) only, as gru_train_forward; recurrent then
  * holds row1 - row0 rows, and bias_sums sums these rows only. */
-CLONES void gru_train_backward(int64_t steps, int64_t batch, int64_t hidden, int64_t d0,
-                               int64_t d1, int64_t row0, int64_t row1,
-                               int64_t padded, const float *grad_outputs,
-                               int64_t grad_time_stride, int64_t grad_batch_stride,
-                               const float *weight_hh, float *recurrent, float *carried,
-                               const float *rz, const float *reset_hidden, const float *n,
-                               const float *states, float *hidden_rows, float *input_rows,
-                               float *bias_partial, double *bias_sums) {
+CLONES void gru_train_backward(const struct gru_train_backward_args *args) {
+    GRU_TRAIN_BACKWARD_ARGS(UNPACK)
     const int64_t H = hidden, G = 3 * hidden;
     float *sum_r = bias_partial, *sum_z = bias_partial + H;
     float *sum_n = bias_partial + 2 * H, *sum_nr = bias_partial + 3 * H;
@@ -310,11 +343,8 @@ INLINE void lstm_row(int64_t H, const float *x, const float *hg, float *h, float
 }
 
 /* gates_per_unit 3: a GRU (c NULL), 4: an LSTM with its cell state c (B, H). */
-CLONES void recurrent_infer(int64_t gates_per_unit, int64_t t0, int64_t t1, int64_t batch,
-                            int64_t hidden, int64_t padded, int64_t row0, int64_t row1,
-                            const int64_t *active, const float *gates, const int64_t *tokens,
-                            const float *weight_hh_t, const float *bias_hh, float *hidden_gates,
-                            float *h, float *c, float *pooled, int64_t pool, float *states) {
+CLONES void recurrent_infer(const struct recurrent_infer_args *args) {
+    RECURRENT_INFER_ARGS(UNPACK)
     const int64_t H = hidden, G = gates_per_unit * hidden;
     for (int64_t t = t0; t < t1; t++) {
         const int64_t end = active[t] < row1 ? active[t] : row1; /* texts still running */
@@ -353,8 +383,10 @@ CLONES void matmul(int64_t M, int64_t N, int64_t K, const float *A, const float 
     gemm(M, N, K, A, K, B, N, bias, C, N);
 }
 
-/* A module of its own only so that setuptools builds and installs this file; rnnclf/accel/kernels.py
- * loads the shared library with ctypes and never imports it. */
+/* An empty Python module, only so that setuptools' Extension can build and install this file:
+ * on Windows its link step exports PyInit__kernels and fails without it, and find_spec() finds
+ * the library by this module name. rnnclf/accel/kernels.py loads the library with ctypes and
+ * never imports the module. */
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, .m_name = "_kernels",
     .m_doc = "rnnclf's C recurrent kernels, loaded with ctypes.", .m_size = -1};

@@ -7,10 +7,12 @@ and write every step's states. `RNNClassifier` sends eval-mode, no-grad CPU batc
 
 - the first layer's input projection W_ih x + b_ih depends only on the token, so it is computed
   once per distinct token id in the batch (`token_gates`), and each step gathers its rows;
-- for the GRU and LSTM in fp32, the time loop runs in C where rnnclf's kernels were built
-  (`_kernel_layer`, rnnclf/accel/_kernels.c: one call per layer and direction, row ranges balanced by
-  tokens on threads of their own); otherwise, per step one oneDNN matmul for the hidden part and
-  a few in-place elementwise ops, with tanh(a) = 2 sigmoid(2a) - 1 (as in rnnclf/accel/fused_gru.py);
+- for the GRU and LSTM in fp32, the time loop runs in C where rnnclf's kernels were built: the
+  custom op rnnclf::recurrent_layer (rnnclf/accel/ops.py) runs `_kernel_layer`
+  (rnnclf/accel/_kernels.c: one call per layer and direction, row ranges balanced by tokens on
+  threads of their own); otherwise `_aten_layer`: per step one oneDNN matmul for the hidden
+  part and a few in-place elementwise ops, with tanh(a) = 2 sigmoid(2a) - 1 (as in
+  rnnclf/accel/fused_gru.py);
 - rows sorted longest first: step t computes only the texts still running, as packing does,
   so padding costs nothing;
 - max, mean and last pooling happen inside the loop, so no (T, B, H) states are written, masked
@@ -22,12 +24,10 @@ Same equations and parameters as `nn.RNN` (tanh), `nn.GRU` (gate order r, z, n) 
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from rnnclf.accel import kernels
-from rnnclf.accel.fused_gru import _linear
+from rnnclf.accel.onednn import linear as _linear
 
 
 def token_gates(tokens: torch.Tensor, embedding: torch.Tensor, weight_ih: list[torch.Tensor],
@@ -60,6 +60,17 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
     the states, gates and their math in fp32): on CPUs with native bf16 dot products it was
     ~1.8x faster per matmul at these shapes (docs/benchmarks.md).
     """
+    if matmul_dtype == weight_hh.dtype and cell in _KERNEL_GATES and kernels.usable(weight_hh):
+        return torch.ops.rnnclf.recurrent_layer(cell, inputs, active, pooling, weight_ih,
+                                                weight_hh, bias_ih, bias_hh)
+    return _aten_layer(cell, inputs, active, pooling, weight_ih, weight_hh, bias_ih, bias_hh,
+                       matmul_dtype)
+
+
+def _aten_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling: str,
+                weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor | None,
+                bias_hh: torch.Tensor, matmul_dtype: torch.dtype) -> torch.Tensor:
+    """`recurrent_layer` in ATen ops: any cell, dtype and matmul dtype."""
     steps, batch = inputs.shape[:2]
     hidden = weight_hh.size(1)
     states = weight_hh.new_empty(steps, batch, hidden) if pooling == "none" else None
@@ -69,43 +80,26 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
     h = weight_hh.new_zeros(batch, hidden)  # row b: its state at step min(t, length_b - 1)
     cell_state = weight_hh.new_zeros(batch, hidden) if cell == "lstm" else None  # LSTM's c
     pooled = h
-    low = matmul_dtype != weight_hh.dtype
-    if low:  # the weights cast once, the state into one reused buffer each step
+    h_low = None
+    if matmul_dtype != weight_hh.dtype:  # the weights cast once, the state into one buffer
         weight_hh, bias_hh = weight_hh.to(matmul_dtype), bias_hh.to(matmul_dtype)
         h_low = h.to(matmul_dtype)
         if inputs.dim() == 3:
             weight_ih = weight_ih.to(matmul_dtype)
             bias_ih = None if bias_ih is None else bias_ih.to(matmul_dtype)
-    if not low and cell in _KERNEL_GATES and kernels.usable(weight_hh):
-        return _kernel_layer(cell, inputs, active, pooling, weight_ih, weight_hh, bias_ih,
-                             bias_hh)
     for t, rows in enumerate(active):
         if inputs.dim() == 2:
             gates = torch.index_select(weight_ih, 0, inputs[t, :rows], out=buffer[:rows])
-        elif low:
+        elif h_low is not None:
             gates = buffer[:rows].copy_(_linear(inputs[t, :rows].to(matmul_dtype), weight_ih,
                                                 bias_ih))
         else:
             gates = _linear(inputs[t, :rows], weight_ih, bias_ih)  # (rows, G*H)
         h_now = h[:rows]
-        h_operand = h_low[:rows].copy_(h_now) if low else h_now
+        h_operand = h_now if h_low is None else h_low[:rows].copy_(h_now)
         hidden_gates = _linear(h_operand, weight_hh, bias_hh)  # (rows, G*H)
-        if cell == "rnn":
-            _tanh_into(gates.add_(hidden_gates), h_now)
-        elif cell_state is not None:  # LSTM, gates i, f, g, o
-            gates.add_(hidden_gates)
-            g = gates[:, 2 * hidden:3 * hidden].mul_(2)  # one sigmoid for all, tanh(g) below
-            gates.sigmoid_()
-            g.mul_(2).sub_(1)
-            c_now = cell_state[:rows]
-            c_now.mul_(gates[:, hidden:2 * hidden]).addcmul_(gates[:, :hidden], g)
-            # h = o tanh(c), the tanh written over the spent g
-            torch.mul(gates[:, 3 * hidden:], _tanh_into(g.copy_(c_now), g), out=h_now)
-        else:
-            rz = gates[:, :2 * hidden].add_(hidden_gates[:, :2 * hidden]).sigmoid_()
-            n = gates[:, 2 * hidden:].addcmul_(rz[:, :hidden], hidden_gates[:, 2 * hidden:])
-            n = _tanh_into(n, n)
-            torch.lerp(n, h_now, rz[:, hidden:], out=h_now)  # n + z (h - n)
+        _aten_step(cell, gates, hidden_gates, h_now,
+                   None if cell_state is None else cell_state[:rows])
         if states is not None:
             states[t, :rows] = h_now
         elif t == 0 and pooling != "last":
@@ -115,6 +109,28 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
         elif pooling == "sum":
             pooled[:rows] += h_now
     return states if states is not None else pooled
+
+
+def _aten_step(cell: str, gates: torch.Tensor, hidden_gates: torch.Tensor, h_now: torch.Tensor,
+               c_now: torch.Tensor | None) -> None:
+    """One step of the running rows: gates (rows, G*H) the input part (overwritten),
+    hidden_gates the hidden part; h_now (and the LSTM's c_now) (rows, H) updated in place."""
+    hidden = h_now.size(1)
+    if cell == "rnn":
+        _tanh_into(gates.add_(hidden_gates), h_now)
+    elif c_now is not None:  # LSTM, gates i, f, g, o
+        gates.add_(hidden_gates)
+        g = gates[:, 2 * hidden:3 * hidden].mul_(2)  # one sigmoid for all, tanh(g) below
+        gates.sigmoid_()
+        g.mul_(2).sub_(1)
+        c_now.mul_(gates[:, hidden:2 * hidden]).addcmul_(gates[:, :hidden], g)
+        # h = o tanh(c), the tanh written over the spent g
+        torch.mul(gates[:, 3 * hidden:], _tanh_into(g.copy_(c_now), g), out=h_now)
+    else:
+        rz = gates[:, :2 * hidden].add_(hidden_gates[:, :2 * hidden]).sigmoid_()
+        n = gates[:, 2 * hidden:].addcmul_(rz[:, :hidden], hidden_gates[:, 2 * hidden:])
+        n = _tanh_into(n, n)
+        torch.lerp(n, h_now, rz[:, hidden:], out=h_now)  # n + z (h - n)
 
 
 # Pooling as rnnclf/accel/_kernels.c's inference loops take it: the running maximum or sum.
@@ -128,9 +144,10 @@ _STEPS_PER_PRODUCT = 32
 def _kernel_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling: str,
                   weight_ih: torch.Tensor, weight_hh: torch.Tensor, bias_ih: torch.Tensor | None,
                   bias_hh: torch.Tensor) -> torch.Tensor:
-    """`recurrent_layer` for a GRU or LSTM in fp32 with the C time loop: for token-id inputs one
-    call for all steps (it reads the token table's rows itself), for hidden-state inputs one
-    matmul then one call per `_STEPS_PER_PRODUCT` steps."""
+    """rnnclf::recurrent_layer's CPU kernel (rnnclf/accel/ops.py): `recurrent_layer` for a GRU
+    or LSTM in fp32 with the C time loop: for token-id inputs one call for all steps (it reads
+    the token table's rows itself), for hidden-state inputs one matmul then one call per
+    `_STEPS_PER_PRODUCT` steps."""
     steps, batch = inputs.shape[:2]
     hidden = weight_hh.size(1)
     states = weight_hh.new_empty(steps, batch, hidden) if pooling == "none" else None
@@ -147,13 +164,12 @@ def _kernel_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling: s
     scratch = [weight_hh.new_empty(row1 - row0, weight_hh_t.size(1)) for row0, row1 in parts]
 
     def run_steps(first: int, last: int, gates: torch.Tensor, tokens: torch.Tensor | None) -> None:
-        kernels.run_parallel([functools.partial(
-            kernels.KERNELS.recurrent_infer, _KERNEL_GATES[cell], first, last, batch, hidden,
-            weight_hh_t.size(1), row0, row1, active_steps.data_ptr(), gates.data_ptr(),
-            kernels.address(tokens), weight_hh_t.data_ptr(), bias_padded.data_ptr(),
-            hidden_gates.data_ptr(), h.data_ptr(), kernels.address(cell_state),
-            kernels.address(pooled), _KERNEL_POOLS.get(pooling, 0), kernels.address(states))
-            for (row0, row1), hidden_gates in zip(parts, scratch, strict=True)])
+        kernels.run("recurrent_infer", [kernels.RecurrentInfer(
+            gates_per_unit=_KERNEL_GATES[cell], t0=first, t1=last, batch=batch, hidden=hidden,
+            padded=weight_hh_t.size(1), row0=row0, row1=row1, pool=_KERNEL_POOLS.get(pooling, 0),
+            active=active_steps, gates=gates, tokens=tokens, weight_hh_t=weight_hh_t,
+            bias_hh=bias_padded, hidden_gates=hidden_gates, h=h, c=cell_state, pooled=pooled,
+            states=states) for (row0, row1), hidden_gates in zip(parts, scratch, strict=True)])
 
     if inputs.dim() == 2:  # rows of the token table
         run_steps(0, steps, weight_ih.contiguous(), inputs.contiguous())

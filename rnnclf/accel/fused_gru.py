@@ -9,14 +9,16 @@ does it:
 - backward: the time loop carries only the gate gradients and one matmul into dh_{t-1} per step;
   the weight, bias and input gradients are then each ONE matmul (or sum) over all steps.
 
-The time loop runs in C where rnnclf's kernels were built (`_kernel_forward`, `_kernel_backward`,
-rnnclf/accel/_kernels.c: one call per layer, directions and row ranges on threads of their own), else
-in PyTorch ops from Python (the rest of `FusedGRU`: per step two oneDNN matmuls and ~9
-elementwise ops into preallocated buffers). The backward direction reads the padded batch
+The time loop runs in C where rnnclf's kernels were built: `fused_gru` then calls the custom op
+`rnnclf::gru_layer` (rnnclf/accel/ops.py: checks, fake kernel, autograd), which runs
+`_kernel_forward` and, for the backward, `_kernel_backward` (rnnclf/accel/_kernels.c: one call per
+layer, directions and row ranges on threads of their own). Elsewhere `FusedGRU` runs it in
+PyTorch ops from Python (per step two oneDNN matmuls and ~9 elementwise ops into preallocated
+buffers). The backward direction reads the padded batch
 reversed in time, so no per-text reversal of inputs or outputs is needed, and both directions
 share their input matmuls: the C loop reads its input gates at T - 1 - t and skips its leading
 padding; the PyTorch path makes that padding inert (see `FusedGRU`). The big matmuls go to oneDNN
-where it exists (`_linear`), large scratch buffers are reused (`_scratch`).
+where it exists (`_linear`, rnnclf/accel/onednn.py), large scratch buffers are reused (`_scratch`).
 
 Same equations and parameters as `nn.GRU` (gate order r, z, n):
     r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
@@ -27,7 +29,6 @@ Same equations and parameters as `nn.GRU` (gate order r, z, n):
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 from typing import Any
@@ -36,11 +37,13 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from rnnclf.accel import kernels
+from rnnclf.accel.onednn import linear as _linear
 
 
 class FusedGRU(torch.autograd.Function):
-    """D = 1 or 2 single-layer GRUs over the same time-major input, starting from h = 0; the
-    second reads each text backwards, from its last real token (a bidirectional layer).
+    """The ATen path of `fused_gru` (where rnnclf's C kernels are not used): D = 1 or 2
+    single-layer GRUs over the same time-major input, starting from h = 0; the second reads each
+    text backwards, from its last real token (a bidirectional layer).
 
     inputs (T, B, E), weight_ih (D, 3H, E), weight_hh (D, 3H, H), bias_ih / bias_hh (D, 3H),
     lengths (B,) int64 or None (every text T long) -> outputs (T, B, D*H), as `nn.GRU`'s: at
@@ -61,68 +64,16 @@ class FusedGRU(torch.autograd.Function):
     def forward(ctx: Any, inputs: torch.Tensor, weight_ih: torch.Tensor,
                 weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
                 lengths: torch.Tensor | None, matmul_dtype: torch.dtype) -> torch.Tensor:
-        ctx.kernel = kernels.usable(inputs, weight_hh)
-        if ctx.kernel:
-            return _kernel_forward(ctx, inputs, weight_ih, weight_hh, bias_ih, bias_hh, lengths,
-                                   matmul_dtype)
         steps, batch, features = inputs.shape
-        directions, gates, _ = weight_ih.shape  # gates = 3H
-        hidden = weight_hh.size(2)
-        low = matmul_dtype != inputs.dtype
+        directions, hidden = weight_ih.size(0), weight_hh.size(2)
         flat_inputs = inputs.reshape(steps * batch, features).to(matmul_dtype)
         weight_ih_mm, weight_hh_mm = weight_ih.to(matmul_dtype), weight_hh.to(matmul_dtype)
-        # Both directions read the same inputs: their input gates are ONE matmul, bias folded
-        # in, then laid out per direction in its reading order: (D, T, B, 3H).
-        products = _linear(flat_inputs, weight_ih_mm.reshape(directions * gates, features),
-                           bias_ih.reshape(-1)).view(steps, batch, directions, gates)
-        input_gates = _scratch("rows", (directions, steps, batch, gates), inputs)
-        input_gates[0].copy_(products[:, :, 0])
         reversed_steps = torch.arange(steps - 1, -1, -1)
-        if directions == 2:
-            _copy_reversed_time(input_gates[1], products[:, :, 1], reversed_steps)
-            if lengths is not None and bool((lengths < steps).any()):
-                # Reading order: a text of length L meets T - L padded positions first.
-                padding = torch.arange(steps).unsqueeze(1) < (steps - lengths).unsqueeze(0)
-                input_gates[1, ..., hidden:2 * hidden].masked_fill_(padding.unsqueeze(2),
-                                                                   math.inf)
-        del products
-        # Hidden part W_h h_{t-1} + b_h, time-major so each step writes one contiguous block
-        # (in the matmuls' dtype: the gate math below reads it as it is).
-        hidden_gates = _scratch("columns", (steps, directions, batch, gates), weight_hh_mm)
-        # The previous state as a matmul operand: a bf16 copy of both directions per step.
-        h_operand = inputs.new_empty(directions, batch, hidden, dtype=matmul_dtype) if low \
-            else None
-        # Saved for the backward: r, z (after the sigmoid), r * (W_hn h + b_hn), n.
-        rz = inputs.new_empty(directions, steps, batch, 2 * hidden)
-        reset_hidden = inputs.new_empty(directions, steps, batch, hidden)
-        n = inputs.new_empty(directions, steps, batch, hidden)
-        states = inputs.new_zeros(directions, steps + 1, batch, hidden)  # [:, t] = h_{t-1}
-        # Per-step views made in one C call each: indexing inside the loop costs more than the math.
-        x_rz, x_n = input_gates[..., :2 * hidden].unbind(1), input_gates[..., 2 * hidden:].unbind(1)
-        h_all, h_gates = states.unbind(1), hidden_gates.unbind(0)
-        h_rz = hidden_gates[..., :2 * hidden].unbind(0)
-        h_n = hidden_gates[..., 2 * hidden:].unbind(0)
-        h_by_direction = [states[d].unbind(0) for d in range(directions)]
-        rz_all, r, z = rz.unbind(1), rz[..., :hidden].unbind(1), rz[..., hidden:].unbind(1)
-        n_all, reset_hidden_all = n.unbind(1), reset_hidden.unbind(1)
-        step_weights = list(zip(weight_hh_mm.unbind(0), bias_hh.unbind(0), strict=True))
-        for t in range(steps):
-            if h_operand is not None:
-                previous = h_operand.copy_(states[:, t]).unbind(0)
-            else:
-                previous = [h[t] for h in h_by_direction]
-            torch.stack([_linear(h, weight, bias)
-                         for h, (weight, bias) in zip(previous, step_weights, strict=True)],
-                        out=h_gates[t])  # (D, B, 3H)
-            torch.add(x_rz[t], h_rz[t], out=rz_all[t]).sigmoid_()
-            # tanh(a) = 2 sigmoid(2a) - 1: ATen's CPU tanh is ~15x slower than its sigmoid.
-            torch.mul(r[t], h_n[t], out=reset_hidden_all[t])
-            torch.add(x_n[t], reset_hidden_all[t], out=n_all[t]).mul_(2).sigmoid_()
-            n_all[t].mul_(2).sub_(1)
-            torch.lerp(n_all[t], h_all[t], z[t], out=h_all[t + 1])  # n + z (h - n)
+        input_gates = _aten_input_gates(flat_inputs, weight_ih_mm, bias_ih, lengths,
+                                        reversed_steps, inputs)
+        rz, reset_hidden, n, states = _aten_time_loop(input_gates, weight_hh_mm, bias_hh, inputs)
         ctx.save_for_backward(flat_inputs, weight_ih_mm, weight_hh_mm)
         ctx.saved = rz, reset_hidden, n, states, reversed_steps
-        ctx.input_shape = inputs.shape
         outputs = inputs.new_empty(steps, batch, directions, hidden)
         outputs[:, :, 0] = states[0, 1:]
         if directions == 2:  # back into text order
@@ -132,78 +83,164 @@ class FusedGRU(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        if ctx.kernel:
-            return _kernel_backward(ctx, grad_outputs)
         flat_inputs, weight_ih, weight_hh = ctx.saved_tensors  # in the matmuls' dtype
         rz, reset_hidden, n, states, reversed_steps = ctx.saved
         directions, steps, batch, hidden = n.shape
-        gates = 3 * hidden
-        matmul_dtype, exact = flat_inputs.dtype, states.dtype
-        low = matmul_dtype != exact
         # The outputs' gradient in each direction's reading order: (D, T, B, H).
         by_direction = grad_outputs.view(steps, batch, directions, hidden)
         grad_states = _scratch("grad_states", (directions, steps, batch, hidden), states)
         grad_states[0].copy_(by_direction[:, :, 0])
         if directions == 2:
             _copy_reversed_time(grad_states[1], by_direction[:, :, 1], reversed_steps)
-        r, z = rz[..., :hidden], rz[..., hidden:]  # (D, T, B, H) each
-        # Gradient of the gate pre-activations per unit dh_t, for all steps at once; the loop
-        # below then scales each step by its dh_t in place. The hidden part (r, z, and n's
-        # W_hn h + b_hn) is laid out so that each step's is one contiguous (B, 3H) matmul
-        # operand per direction (a strided one cost oneDNN a copy per call); n's input part is
-        # only needed after the loop, and scaled there.
-        grad_hidden_gates = _scratch("grad_gates", (directions, steps, batch, 3, hidden), states)
-        grad_r, grad_z, grad_hidden_n = grad_hidden_gates.unbind(3)  # (D, T, B, H) each
-        grad_n = _scratch("grad_n", n.shape, states)  # n's input part
-        grad_h = _scratch("grad_h", grad_states.shape, states)  # (D, T, B, H): total dh_t
-        # Without temporaries of their own: grad_z holds 1 - z and grad_h holds h' - n until
-        # they are needed for their real contents.
-        one_minus_z = torch.sub(1, z, out=grad_z)
-        torch.mul(one_minus_z, n, out=grad_n)
-        torch.addcmul(one_minus_z, grad_n, n, value=-1, out=grad_n)  # (1 - z)(1 - n^2)
-        torch.mul(grad_n, r, out=grad_hidden_n)  # through r * (W_hn h + b_hn)
-        # Through r: grad_n (W_hn h + b_hn) r (1 - r) = grad_n * reset_hidden * (1 - r).
-        torch.mul(grad_n, reset_hidden, out=grad_r)
-        torch.addcmul(grad_r, grad_r, r, value=-1, out=grad_r)
-        # z (h - n) = h' - n, so dz-pre = (h' - n) (1 - z).
-        grad_z.mul_(torch.sub(states[:, 1:], n, out=grad_h))
-        # The sequential chain: dh_{t-1} = grad_states[t-1] + z_t dh_t + dG_t W_hh.
-        grad_h[:, -1] = grad_states[:, -1]
-        g_out, g_h, z_all = grad_states.unbind(1), grad_h.unbind(1), z.unbind(1)
-        g_gates = grad_hidden_gates.unbind(1)  # (D, B, 3, H) per step
-        hidden_rows = grad_hidden_gates.view(directions, steps, batch, gates)
-        g_h_by_direction = [grad_h[d].unbind(0) for d in range(directions)]
-        g_hidden_by_direction = [hidden_rows[d].unbind(0) for d in range(directions)]
-        weight_hh_t = [weight.t() for weight in weight_hh.unbind(0)]  # (H, 3H): x @ W_hh
-        # The hidden-gate gradient as a matmul operand: a bf16 copy of both directions per step.
-        g_operand = grad_states.new_empty(directions, batch, gates, dtype=matmul_dtype) \
-            if low else None
-        for t in range(steps - 1, -1, -1):
-            g_gates[t].mul_(g_h[t].unsqueeze(2))  # (D, B, 3, H)
-            if t == 0:
-                break
-            torch.addcmul(g_out[t - 1], g_h[t], z_all[t], out=g_h[t - 1])
-            if g_operand is not None:
-                hidden_gradients = g_operand.copy_(hidden_rows[:, t]).unbind(0)
-            else:
-                hidden_gradients = [g[t] for g in g_hidden_by_direction]
-            for d in range(directions):
-                g_h_by_direction[d][t - 1].add_(_linear(hidden_gradients[d], weight_hh_t[d]))
+        hidden_rows, grad_n, grad_h = _aten_gate_gradients(rz, reset_hidden, n, states)
+        _aten_backward_loop(grad_states, grad_h, rz[..., hidden:], hidden_rows, weight_hh,
+                            flat_inputs.dtype)
         grad_n.mul_(grad_h)
         # The input gates' gradient, in W_ih's row order (r, z, n): (D, T*B, 3H).
-        input_rows = _scratch("rows", (directions, steps, batch, gates),
+        low = flat_inputs.dtype != states.dtype
+        input_rows = _scratch("rows", (directions, steps, batch, 3 * hidden),
                               flat_inputs if low else states)
         input_rows[..., :2 * hidden].copy_(hidden_rows[..., :2 * hidden])
         input_rows[..., 2 * hidden:].copy_(grad_n)
-        return _matmul_gradients(ctx, input_rows, hidden_rows)
+        return (*_matmul_gradients(flat_inputs, weight_ih, states, input_rows, hidden_rows,
+                                   ctx.needs_input_grad[0]), None, None)
 
 
-def _matmul_gradients(ctx: Any, input_rows: torch.Tensor, hidden_rows: torch.Tensor,
+def _aten_input_gates(flat_inputs: torch.Tensor, weight_ih: torch.Tensor, bias_ih: torch.Tensor,
+                      lengths: torch.Tensor | None, reversed_steps: torch.Tensor,
+                      inputs: torch.Tensor) -> torch.Tensor:
+    """FusedGRU's input gates W_ih x + b_ih per direction in its reading order, (D, T, B, 3H),
+    the backward direction's leading padding made inert (z's input +inf)."""
+    steps, batch = inputs.shape[:2]
+    directions, gates, features = weight_ih.shape  # gates = 3H
+    hidden = gates // 3
+    # Both directions read the same inputs: their input gates are ONE matmul, bias folded in.
+    products = _linear(flat_inputs, weight_ih.reshape(directions * gates, features),
+                       bias_ih.reshape(-1)).view(steps, batch, directions, gates)
+    input_gates = _scratch("rows", (directions, steps, batch, gates), inputs)
+    input_gates[0].copy_(products[:, :, 0])
+    if directions == 2:
+        _copy_reversed_time(input_gates[1], products[:, :, 1], reversed_steps)
+        if lengths is not None and bool((lengths < steps).any()):
+            # Reading order: a text of length L meets T - L padded positions first.
+            padding = torch.arange(steps).unsqueeze(1) < (steps - lengths).unsqueeze(0)
+            input_gates[1, ..., hidden:2 * hidden].masked_fill_(padding.unsqueeze(2), math.inf)
+    return input_gates
+
+
+def _aten_time_loop(input_gates: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor,
+                    inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """FusedGRU's time loop over input_gates (D, T, B, 3H), weight_hh (D, 3H, H) in the
+    matmuls' dtype -> what the backward needs: rz (D, T, B, 2H) (after the sigmoid),
+    reset_hidden (D, T, B, H) = r * (W_hn h + b_hn), n (D, T, B, H), and the states
+    (D, T+1, B, H), [:, t] = h_{t-1}."""
+    directions, steps, batch, gates = input_gates.shape
+    hidden = gates // 3
+    matmul_dtype = weight_hh.dtype
+    # Hidden part W_h h_{t-1} + b_h, time-major so each step writes one contiguous block
+    # (in the matmuls' dtype: the gate math below reads it as it is).
+    hidden_gates = _scratch("columns", (steps, directions, batch, gates), weight_hh)
+    # The previous state as a matmul operand: a bf16 copy of both directions per step.
+    h_operand = inputs.new_empty(directions, batch, hidden, dtype=matmul_dtype) \
+        if matmul_dtype != inputs.dtype else None
+    rz = inputs.new_empty(directions, steps, batch, 2 * hidden)
+    reset_hidden = inputs.new_empty(directions, steps, batch, hidden)
+    n = inputs.new_empty(directions, steps, batch, hidden)
+    states = inputs.new_zeros(directions, steps + 1, batch, hidden)  # [:, t] = h_{t-1}
+    # Per-step views made in one C call each: indexing inside the loop costs more than the math.
+    x_rz, x_n = input_gates[..., :2 * hidden].unbind(1), input_gates[..., 2 * hidden:].unbind(1)
+    h_all, h_gates = states.unbind(1), hidden_gates.unbind(0)
+    h_rz = hidden_gates[..., :2 * hidden].unbind(0)
+    h_n = hidden_gates[..., 2 * hidden:].unbind(0)
+    h_by_direction = [states[d].unbind(0) for d in range(directions)]
+    rz_all, r, z = rz.unbind(1), rz[..., :hidden].unbind(1), rz[..., hidden:].unbind(1)
+    n_all, reset_hidden_all = n.unbind(1), reset_hidden.unbind(1)
+    step_weights = list(zip(weight_hh.unbind(0), bias_hh.unbind(0), strict=True))
+    for t in range(steps):
+        if h_operand is not None:
+            previous = h_operand.copy_(states[:, t]).unbind(0)
+        else:
+            previous = [h[t] for h in h_by_direction]
+        torch.stack([_linear(h, weight, bias)
+                     for h, (weight, bias) in zip(previous, step_weights, strict=True)],
+                    out=h_gates[t])  # (D, B, 3H)
+        torch.add(x_rz[t], h_rz[t], out=rz_all[t]).sigmoid_()
+        # tanh(a) = 2 sigmoid(2a) - 1: ATen's CPU tanh is ~15x slower than its sigmoid.
+        torch.mul(r[t], h_n[t], out=reset_hidden_all[t])
+        torch.add(x_n[t], reset_hidden_all[t], out=n_all[t]).mul_(2).sigmoid_()
+        n_all[t].mul_(2).sub_(1)
+        torch.lerp(n_all[t], h_all[t], z[t], out=h_all[t + 1])  # n + z (h - n)
+    return rz, reset_hidden, n, states
+
+
+def _aten_gate_gradients(rz: torch.Tensor, reset_hidden: torch.Tensor, n: torch.Tensor,
+                         states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The gradient of the gate pre-activations per unit dh_t, for all steps at once; the
+    backward loop then scales each step by its dh_t in place -> hidden_rows (D, T, B, 3H) (r, z,
+    and n's W_hn h + b_hn, laid out so that each step's is one contiguous (B, 3H) matmul operand
+    per direction: a strided one cost oneDNN a copy per call), grad_n (D, T, B, H) (n's input
+    part, only needed after the loop and scaled there), and grad_h, a (D, T, B, H) buffer for
+    the total dh_t."""
+    directions, steps, batch, hidden = n.shape
+    r, z = rz[..., :hidden], rz[..., hidden:]  # (D, T, B, H) each
+    grad_hidden_gates = _scratch("grad_gates", (directions, steps, batch, 3, hidden), states)
+    grad_r, grad_z, grad_hidden_n = grad_hidden_gates.unbind(3)  # (D, T, B, H) each
+    grad_n = _scratch("grad_n", n.shape, states)  # n's input part
+    grad_h = _scratch("grad_h", n.shape, states)  # (D, T, B, H): total dh_t
+    # Without temporaries of their own: grad_z holds 1 - z and grad_h holds h' - n until
+    # they are needed for their real contents.
+    one_minus_z = torch.sub(1, z, out=grad_z)
+    torch.mul(one_minus_z, n, out=grad_n)
+    torch.addcmul(one_minus_z, grad_n, n, value=-1, out=grad_n)  # (1 - z)(1 - n^2)
+    torch.mul(grad_n, r, out=grad_hidden_n)  # through r * (W_hn h + b_hn)
+    # Through r: grad_n (W_hn h + b_hn) r (1 - r) = grad_n * reset_hidden * (1 - r).
+    torch.mul(grad_n, reset_hidden, out=grad_r)
+    torch.addcmul(grad_r, grad_r, r, value=-1, out=grad_r)
+    # z (h - n) = h' - n, so dz-pre = (h' - n) (1 - z).
+    grad_z.mul_(torch.sub(states[:, 1:], n, out=grad_h))
+    return grad_hidden_gates.view(directions, steps, batch, 3 * hidden), grad_n, grad_h
+
+
+def _aten_backward_loop(grad_states: torch.Tensor, grad_h: torch.Tensor, z: torch.Tensor,
+                        hidden_rows: torch.Tensor, weight_hh: torch.Tensor,
+                        matmul_dtype: torch.dtype) -> None:
+    """The sequential chain dh_{t-1} = grad_states[t-1] + z_t dh_t + dG_t W_hh, steps T-1 to 0:
+    fills grad_h (D, T, B, H) with each step's total dh_t and scales hidden_rows (D, T, B, 3H),
+    the gate gradients per unit dh_t, by it in place."""
+    directions, steps, batch, gates = hidden_rows.shape
+    hidden = gates // 3
+    grad_h[:, -1] = grad_states[:, -1]
+    g_out, g_h, z_all = grad_states.unbind(1), grad_h.unbind(1), z.unbind(1)
+    g_gates = hidden_rows.view(directions, steps, batch, 3, hidden).unbind(1)  # (D, B, 3, H)
+    g_h_by_direction = [grad_h[d].unbind(0) for d in range(directions)]
+    g_hidden_by_direction = [hidden_rows[d].unbind(0) for d in range(directions)]
+    weight_hh_t = [weight.t() for weight in weight_hh.unbind(0)]  # (H, 3H): x @ W_hh
+    # The hidden-gate gradient as a matmul operand: a bf16 copy of both directions per step.
+    g_operand = grad_states.new_empty(directions, batch, gates, dtype=matmul_dtype) \
+        if matmul_dtype != grad_states.dtype else None
+    for t in range(steps - 1, -1, -1):
+        g_gates[t].mul_(g_h[t].unsqueeze(2))  # (D, B, 3, H)
+        if t == 0:
+            break
+        torch.addcmul(g_out[t - 1], g_h[t], z_all[t], out=g_h[t - 1])
+        if g_operand is not None:
+            hidden_gradients = g_operand.copy_(hidden_rows[:, t]).unbind(0)
+        else:
+            hidden_gradients = [g[t] for g in g_hidden_by_direction]
+        for d in range(directions):
+            g_h_by_direction[d][t - 1].add_(_linear(hidden_gradients[d], weight_hh_t[d]))
+
+
+def _matmul_gradients(flat_inputs: torch.Tensor, weight_ih: torch.Tensor, states: torch.Tensor,
+                      input_rows: torch.Tensor, hidden_rows: torch.Tensor,
+                      inputs_need_grad: bool,
                       bias_gradients: tuple[torch.Tensor, torch.Tensor] | None = None,
                       ) -> tuple[torch.Tensor | None, ...]:
     """The backward's products over all steps at once, from the gradients of the gate
     pre-activations per direction in its reading order, (D, T, B, 3H) each: input_rows for
-    W_ih x + b_ih, hidden_rows for W_hh h + b_hh -> FusedGRU.backward's return value.
+    W_ih x + b_ih, hidden_rows for W_hh h + b_hh -> the gradients of the inputs (T, B, E) (None
+    unless inputs_need_grad), weight_ih, weight_hh, bias_ih and bias_hh. flat_inputs (T*B, E)
+    and weight_ih are the matmuls' operands (in their dtype), states (D, T+1, B, H) the forward's.
     bias_gradients: (b_ih's, b_hh's) where the caller summed them already, else their sums.
 
     Each is one big matmul (or sum) per direction, on contiguous operands (oneDNN copies strided
@@ -211,10 +248,9 @@ def _matmul_gradients(ctx: Any, input_rows: torch.Tensor, hidden_rows: torch.Ten
     G^T X is computed as (X^T G)^T: oneDNN transposes G while packing it, for less than ATen's
     transposing copy costs. (In bf16 the copies are the casts; products come back in fp32.)
     """
-    flat_inputs, weight_ih, _ = ctx.saved_tensors  # in the matmuls' dtype
-    states, reversed_steps = ctx.saved[3], ctx.saved[4]
     directions, steps, batch, gates = input_rows.shape
     rows_count, matmul_dtype, exact = steps * batch, flat_inputs.dtype, states.dtype
+    reversed_steps = torch.arange(steps - 1, -1, -1)
     input_rows = input_rows.view(directions, rows_count, gates)
     # The backward direction's rows are in its reading order: it meets the inputs reversed
     # in time (T - 1 - t), and its input gradient comes back reversed.
@@ -223,13 +259,13 @@ def _matmul_gradients(ctx: Any, input_rows: torch.Tensor, hidden_rows: torch.Ten
         sources.append(torch.index_select(flat_inputs.view(steps, batch, -1), 0,
                                           reversed_steps).view(rows_count, -1))
     grad_inputs = None
-    if ctx.needs_input_grad[0]:  # not when the embedding is frozen
+    if inputs_need_grad:  # not when the embedding is frozen
         grad_inputs = _linear(input_rows[0], weight_ih[0].t())
         if directions == 2:
             backward_part = _linear(input_rows[1], weight_ih[1].t())
             grad_inputs += torch.index_select(backward_part.view(steps, batch, -1), 0,
                                               reversed_steps).view(rows_count, -1)
-        grad_inputs = grad_inputs.to(exact).view(ctx.input_shape)
+        grad_inputs = grad_inputs.to(exact).view(steps, batch, -1)
     grad_weight_ih = torch.stack([_linear(source.t(), input_rows[d].t()).t()
                                   for d, source in enumerate(sources)]).to(exact)
     if bias_gradients is None:
@@ -240,28 +276,27 @@ def _matmul_gradients(ctx: Any, input_rows: torch.Tensor, hidden_rows: torch.Ten
     grad_weight_hh = torch.stack([
         _linear(states[d, :-1].reshape(rows_count, -1).to(matmul_dtype).t(),
                 hidden_operand[d].t()).t() for d in range(directions)]).to(exact)
-    return (grad_inputs, grad_weight_ih, grad_weight_hh, bias_gradients[0],
-            bias_gradients[1], None, None)
+    return grad_inputs, grad_weight_ih, grad_weight_hh, bias_gradients[0], bias_gradients[1]
 
 
-def _kernel_forward(ctx: Any, inputs: torch.Tensor, weight_ih: torch.Tensor,
-                    weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
-                    lengths: torch.Tensor | None, matmul_dtype: torch.dtype) -> torch.Tensor:
-    """FusedGRU.forward in fp32 with the C time loop (rnnclf/accel/_kernels.c): one oneDNN matmul
-    for every step's input gates, then one call for all steps of both directions. The kernel
-    reads the backward direction's input gates at T - 1 - t straight from that matmul, keeps
-    its leading padding inert itself (no +inf), and writes the outputs in text order.
+def _kernel_forward(inputs: torch.Tensor, weight_ih: torch.Tensor, weight_hh: torch.Tensor,
+                    bias_ih: torch.Tensor, bias_hh: torch.Tensor, lengths: torch.Tensor | None,
+                    matmul_dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """rnnclf::gru_layer's CPU kernel (rnnclf/accel/ops.py): FusedGRU.forward in fp32 with the
+    C time loop (rnnclf/accel/_kernels.c): one oneDNN matmul for every step's input gates, then
+    one call for all steps of both directions. The kernel reads the backward direction's input
+    gates at T - 1 - t straight from that matmul, keeps its leading padding inert itself (no
+    +inf), and writes the outputs in text order. -> outputs (T, B, D*H), and for the backward:
+    the input matmul's operand (T*B, E), states (D, T+1, B, H), rz, reset_hidden, n.
 
     Under bf16 autocast the big products over all steps (here and in the backward) take bf16
     operands; the per-step hidden matmuls stay fp32 inside the kernel (more exact than autocast
-    would make them, and faster: a bi-GRU-128 layer's forward + backward took 16.9 ms so, 24.2 ms
-    with oneDNN's bf16 calls per step; docs/benchmarks.md)."""
+    would make them, and faster; docs/benchmarks.md)."""
     steps, batch, features = inputs.shape
     directions, gates, _ = weight_ih.shape
     hidden = weight_hh.size(2)
     flat_inputs = inputs.reshape(steps * batch, features).to(matmul_dtype)
-    weight_ih = weight_ih.to(matmul_dtype)
-    products = _linear(flat_inputs, weight_ih.reshape(directions * gates, features),
+    products = _linear(flat_inputs, weight_ih.to(matmul_dtype).reshape(directions * gates, -1),
                        bias_ih.reshape(-1).to(matmul_dtype))
     products = products.to(inputs.dtype).contiguous()  # (T, B, D, 3H)
     pad_before = None
@@ -280,25 +315,24 @@ def _kernel_forward(ctx: Any, inputs: torch.Tensor, weight_ih: torch.Tensor,
     # needs its own scratch for the hidden gates.
     parts = kernels.split_directions(directions, batch, torch.get_num_threads())
     scratch = [inputs.new_empty(row1 - row0, padded) for _, _, row0, row1 in parts]
-    kernels.run_parallel([functools.partial(
-        kernels.KERNELS.gru_train_forward, steps, batch, hidden, directions, *part, padded,
-        products.data_ptr(), kernels.address(pad_before), weight_hh_t.data_ptr(),
-        bias_hh_padded.data_ptr(), hidden_gates.data_ptr(), states.data_ptr(), rz.data_ptr(),
-        reset_hidden.data_ptr(), n.data_ptr(), outputs.data_ptr())
-        for part, hidden_gates in zip(parts, scratch, strict=True)])
-    ctx.save_for_backward(flat_inputs, weight_ih, weight_hh)
-    ctx.saved = rz, reset_hidden, n, states, torch.arange(steps - 1, -1, -1)
-    ctx.input_shape = inputs.shape
-    return outputs.view(steps, batch, directions * hidden)
+    kernels.run("gru_train_forward", [kernels.GruTrainForward(
+        steps=steps, batch=batch, hidden=hidden, directions=directions, d0=d0, d1=d1, row0=row0,
+        row1=row1, padded=padded, products=products, pad_before=pad_before,
+        weight_hh_t=weight_hh_t, bias_hh=bias_hh_padded, hidden_gates=hidden_gates,
+        states=states, rz=rz, reset_hidden=reset_hidden, n=n, outputs=outputs)
+        for (d0, d1, row0, row1), hidden_gates in zip(parts, scratch, strict=True)])
+    return (outputs.view(steps, batch, directions * hidden), flat_inputs, states, rz,
+            reset_hidden, n)
 
 
-def _kernel_backward(ctx: Any, grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-    """FusedGRU.backward in fp32 with the C time loop: one call runs all steps of both
-    directions (gate gradients from the saved gates, the outputs' gradient and what reaches
-    h_t from step t + 1, in both layouts the big matmuls read, and the bias gradients), then
-    `_matmul_gradients` does the rest in oneDNN."""
-    _, _, weight_hh = ctx.saved_tensors
-    rz, reset_hidden, n, states, _ = ctx.saved
+def _kernel_backward(grad_outputs: torch.Tensor, flat_inputs: torch.Tensor,
+                     weight_ih: torch.Tensor, weight_hh: torch.Tensor, states: torch.Tensor,
+                     rz: torch.Tensor, reset_hidden: torch.Tensor, n: torch.Tensor,
+                     inputs_need_grad: bool) -> tuple[torch.Tensor | None, ...]:
+    """rnnclf::gru_layer_backward's CPU kernel: FusedGRU.backward in fp32 with the C time loop.
+    One call runs all steps of both directions (gate gradients from the saved gates, the
+    outputs' gradient and what reaches h_t from step t + 1, in both layouts the big matmuls
+    read, and the bias gradients), then `_matmul_gradients` does the rest in oneDNN."""
     directions, steps, batch, hidden = n.shape
     if grad_outputs.stride(2) != 1:  # the kernel takes any time and batch strides
         grad_outputs = grad_outputs.contiguous()  # (T, B, D*H)
@@ -312,18 +346,21 @@ def _kernel_backward(ctx: Any, grad_outputs: torch.Tensor) -> tuple[torch.Tensor
     recurrent = [states.new_empty(row1 - row0, padded) for _, _, row0, row1 in parts]
     bias_partial = states.new_empty(len(parts), 4 * hidden)
     bias_sums = states.new_zeros(len(parts), directions, 4 * hidden, dtype=torch.float64)
-    kernels.run_parallel([functools.partial(
-        kernels.KERNELS.gru_train_backward, steps, batch, hidden, *part, padded,
-        grad_outputs.data_ptr(), grad_outputs.stride(0), grad_outputs.stride(1),
-        weight_hh_padded.data_ptr(), recurrent[i].data_ptr(), carried.data_ptr(), rz.data_ptr(),
-        reset_hidden.data_ptr(), n.data_ptr(), states.data_ptr(), hidden_rows.data_ptr(),
-        input_rows.data_ptr(), bias_partial[i].data_ptr(), bias_sums[i].data_ptr())
-        for i, part in enumerate(parts)])
+    kernels.run("gru_train_backward", [kernels.GruTrainBackward(
+        steps=steps, batch=batch, hidden=hidden, d0=d0, d1=d1, row0=row0, row1=row1,
+        padded=padded, grad_time_stride=grad_outputs.stride(0),
+        grad_batch_stride=grad_outputs.stride(1), grad_outputs=grad_outputs,
+        weight_hh=weight_hh_padded, recurrent=recurrent[i], carried=carried, rz=rz,
+        reset_hidden=reset_hidden, n=n, states=states, hidden_rows=hidden_rows,
+        input_rows=input_rows, bias_partial=bias_partial[i], bias_sums=bias_sums[i])
+        for i, (d0, d1, row0, row1) in enumerate(parts)])
     sums = bias_sums.sum(0).to(states.dtype).view(directions, 4, hidden)
-    grad_bias_ih = sums[:, :3].reshape(directions, 3 * hidden)
+    # Contiguous, as the op's fake kernel promises (a reshape of sums[:, :3] would be a view).
+    grad_bias_ih = sums[:, :3].contiguous().view(directions, 3 * hidden)
     grad_bias_hh = sums[:, [0, 1, 3]].reshape(directions, 3 * hidden)
-    matmul_dtype = ctx.saved_tensors[0].dtype  # bf16 under autocast
-    return _matmul_gradients(ctx, input_rows.to(matmul_dtype), hidden_rows,
+    matmul_dtype = flat_inputs.dtype  # bf16 under autocast
+    return _matmul_gradients(flat_inputs, weight_ih.to(matmul_dtype), states,
+                             input_rows.to(matmul_dtype), hidden_rows, inputs_need_grad,
                              (grad_bias_ih, grad_bias_hh))
 
 
@@ -358,46 +395,24 @@ def _scratch(name: str, shape: tuple[int, ...] | torch.Size, like: torch.Tensor)
     return buffer[:size].view(shape)
 
 
-def _onednn_linear() -> Any:
-    """oneDNN's fp32 inner product (`torch.ops.mkldnn._linear_pointwise`), or None.
-
-    Why: torch's fp32 matmul calls MKL, which takes no AVX-512 path on AMD CPUs; oneDNN's kernel
-    ran these products 1.5-2.4x faster on the benchmark machine (AMD EPYC). It is the op PyTorch's
-    own compiler emits for CPU linear layers, but private, so everything falls back to matmul.
-    """
-    try:
-        return torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
-    except (AttributeError, RuntimeError):
-        return None
-
-
-_ONEDNN_LINEAR = _onednn_linear()
-# oneDNN's bf16 inner product needs native bf16 (AVX512-BF16 or AMX); elsewhere it refuses to run.
-_ONEDNN_DTYPES = ((torch.float32, torch.bfloat16)
-                  if _ONEDNN_LINEAR is not None and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-                  else (torch.float32,))
-
-
-def _linear(inputs: torch.Tensor, weight: torch.Tensor,
-            bias: torch.Tensor | None = None) -> torch.Tensor:
-    """inputs (N, K), weight (M, K), bias (M,) -> inputs @ weight^T + bias, (N, M)."""
-    if _ONEDNN_LINEAR is not None and inputs.dtype in _ONEDNN_DTYPES:
-        return _ONEDNN_LINEAR(inputs, weight, bias, "none", [], "")
-    return inputs @ weight.t() if bias is None else torch.addmm(bias, inputs, weight.t())
-
-
 def fused_gru(inputs: torch.Tensor, weights: list[list[torch.Tensor]],
               lengths: torch.Tensor | None = None,
               matmul_dtype: torch.dtype | None = None) -> torch.Tensor:
     """A GRU layer (one or two directions, as `weights` has) over time-major inputs (T, B, E)
     -> outputs (T, B, D*H), as `nn.GRU`'s for texts of these `lengths` (B,) (default: all T).
     weights: per direction [weight_ih, weight_hh, bias_ih, bias_hh]; matmul_dtype: the
-    matmuls' operands (default: the inputs' dtype; bfloat16 as under CPU autocast)."""
+    matmuls' operands (default: the inputs' dtype; bfloat16 as under CPU autocast).
+
+    fp32 CPU tensors go to the custom op rnnclf::gru_layer (the C time loops) where rnnclf's
+    kernels were built, everything else to `FusedGRU` (ATen ops)."""
     if len(weights) not in (1, 2):
         raise ValueError(f"a GRU layer has 1 or 2 directions, not {len(weights)}")
     stacked = [torch.stack(group) for group in zip(*weights, strict=True)]
     lengths = None if lengths is None else lengths.to("cpu", torch.int64)
-    return FusedGRU.apply(inputs, *stacked, lengths, matmul_dtype or inputs.dtype)
+    matmul_dtype = matmul_dtype or inputs.dtype
+    if kernels.usable(inputs, stacked[1]):
+        return torch.ops.rnnclf.gru_layer(inputs, *stacked, lengths, matmul_dtype)[0]
+    return FusedGRU.apply(inputs, *stacked, lengths, matmul_dtype)
 
 
 def release_scratch() -> None:

@@ -1,5 +1,5 @@
-"""rnnclf's C gate kernels (rnnclf/accel/_kernels.c via rnnclf/accel/kernels.py): built,
-accurate, used.
+"""rnnclf's C gate kernels (rnnclf/accel/_kernels.c via rnnclf/accel/kernels.py): built, loaded
+only with matching argument structs, accurate, used.
 
 Their results against nn.GRU, nn.LSTM and the ATen paths are checked in test_fused_gru.py and
 test_cpu_inference.py, where every test runs once with them and once without (`gate_math`).
@@ -7,6 +7,7 @@ test_cpu_inference.py, where every test runs once with them and once without (`g
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 
@@ -39,15 +40,64 @@ def test_turned_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @needs_kernels
-def test_a_library_from_an_older_source_is_refused(monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_library_from_another_source_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """An editable install does not rebuild the library when _kernels.c changes: a stale one
-    (other signatures) must not be called, and the user hears it in one line with the fix."""
-    monkeypatch.setattr(kernels, "VERSION", kernels.VERSION + 1)
+    (other arguments) must not be called, and the user hears it in one line with the fix."""
+
+    class Renamed(kernels.KernelArguments):  # a field renamed, as a changed _kernels.c would
+        _fields_ = [("steps" if name == "batch" else name, kind)
+                    for name, kind in kernels.GruTrainForward._fields_]
+
+    monkeypatch.setitem(kernels.ARGUMENTS, "gru_train_forward", Renamed)
     assert kernels._load() is None
     message = capsys.readouterr().err
-    assert message.count("\n") == 1 and "older rnnclf/accel/_kernels.c" in message
+    assert message.count("\n") == 1
+    assert "another version of rnnclf/accel/_kernels.c" in message
     assert "pip install -e ." in message
+
+
+def test_a_library_from_before_the_layout_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A library built before the layout text existed (positional arguments) is stale too."""
+
+    class OldLibrary:
+        def __init__(self, path: str) -> None:
+            self.rnnclf_kernels_version = lambda: 6
+
+    monkeypatch.delenv("RNNCLF_KERNELS", raising=False)
+    monkeypatch.setattr(kernels.importlib.util, "find_spec",
+                        lambda name: type("Spec", (), {"origin": "/old/_kernels.so"})())
+    monkeypatch.setattr(kernels.ctypes, "CDLL", OldLibrary)
+    assert kernels._load() is None
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and "/old/_kernels.so" in message
+    assert "pip install -e ." in message
+
+
+@needs_kernels
+def test_the_mirrors_match_the_c_structs_field_by_field() -> None:
+    """The C file's layout text, parsed, is each ctypes mirror's fields in order, pointers as
+    pointers: the check `_load` relies on, seen from both sides."""
+    layout = kernels.KERNELS.rnnclf_kernels_layout
+    layout.restype = ctypes.c_char_p
+    parsed = kernels.parse_layout(layout().decode())
+    assert parsed == {name: kernels.describe(arguments)
+                      for name, arguments in kernels.ARGUMENTS.items()}
+    assert ("pad_before", "pointer") in parsed["gru_train_forward"]
+    assert parsed["gru_train_backward"][8] == ("grad_time_stride", "int64_t")
+
+
+def test_arguments_must_name_every_field_once() -> None:
+    """ctypes alone would take a misspelt keyword as an attribute and leave the field 0."""
+    fields = {name: 0 for name, _ in kernels.RecurrentInfer._fields_}
+    kernels.RecurrentInfer(**fields)
+    with pytest.raises(TypeError, match=r"missing \['pool'\]"):
+        kernels.RecurrentInfer(**{name: 0 for name in fields if name != "pool"})
+    with pytest.raises(TypeError, match=r"unknown \['pooling'\]"):
+        kernels.RecurrentInfer(**fields, pooling=1)
+    values = torch.zeros(3)
+    assert kernels.RecurrentInfer(**{**fields, "h": values, "c": None}).h == values.data_ptr()
 
 
 def activation(name: str, values: torch.Tensor) -> torch.Tensor:

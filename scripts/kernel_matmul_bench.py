@@ -35,6 +35,24 @@ def best_seconds(call: Callable[[], object], calls: int) -> float:
     return best
 
 
+def seconds(m: int, n: int, k: int, rounds: int, calls: int) -> tuple[float, float]:
+    """Best seconds of the C matmul and of torch.addmm for one (M, N, K), timed in turns."""
+    a, b, bias = torch.randn(m, k), torch.randn(k, n), torch.randn(n)
+    out = torch.empty(m, n)
+
+    def c_matmul() -> None:
+        kernels.KERNELS.matmul(m, n, k, a.data_ptr(), b.data_ptr(), bias.data_ptr(),
+                               out.data_ptr())
+
+    c_matmul()
+    torch.testing.assert_close(out, torch.addmm(bias, a, b), rtol=1e-4, atol=1e-4)
+    c_best = torch_best = float("inf")
+    for _ in range(rounds):
+        c_best = min(c_best, best_seconds(c_matmul, calls))
+        torch_best = min(torch_best, best_seconds(lambda: torch.addmm(bias, a, b), calls))
+    return c_best, torch_best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -45,20 +63,7 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"{'M x N x K':>16} {'C GFLOP/s':>10} {'torch GFLOP/s':>14} {'C / torch':>10}")
     for m, n, k in SHAPES:
-        a, b, bias = torch.randn(m, k), torch.randn(k, n), torch.randn(n)
-        out = torch.empty(m, n)
-        expected = torch.addmm(bias, a, b)
-
-        def c_matmul() -> None:
-            kernels.KERNELS.matmul(m, n, k, a.data_ptr(), b.data_ptr(), bias.data_ptr(),
-                                   out.data_ptr())
-
-        c_matmul()
-        torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
-        c_best = torch_best = float("inf")
-        for _ in range(args.rounds):
-            c_best = min(c_best, best_seconds(c_matmul, args.calls))
-            torch_best = min(torch_best, best_seconds(lambda: torch.addmm(bias, a, b), args.calls))
+        c_best, torch_best = seconds(m, n, k, args.rounds, args.calls)
         flops = 2 * m * n * k
         print(f"{f'{m} x {n} x {k}':>16} {flops / c_best / 1e9:10.1f} "
               f"{flops / torch_best / 1e9:14.1f} {torch_best / c_best:10.2f}")

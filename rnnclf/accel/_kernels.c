@@ -64,8 +64,8 @@ INLINE float tanh_via_sigmoid(float x) { return 2.0f * sigmoid(2.0f * x) - 1.0f;
 /* ---- matmul -------------------------------------------------------------------------------- */
 
 /* 16 and 8 floats: one AVX-512 register, one AVX2 register. GCC lowers a vector wider than the
- * clone's registers through the stack (v16 in the AVX2 clone is ~100 times slower), so `gemm`
- * works in the width the running clone's registers have. */
+ * clone's registers through the stack (v16 in the AVX2 clone spends most of its time there), so
+ * `gemm` works in the width of the running clone's registers. */
 typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
 typedef float v8 __attribute__((vector_size(32), aligned(4), may_alias));
 

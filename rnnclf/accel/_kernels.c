@@ -106,14 +106,27 @@ INLINE float tanh_via_sigmoid(float x) { return 2.0f * sigmoid(2.0f * x) - 1.0f;
 
 /* ---- matmul -------------------------------------------------------------------------------- */
 
-/* 16 floats; GCC and clang lower it to one AVX-512 register, two AVX2 ones, or four SSE ones. */
+/* 16 and 8 floats: one AVX-512 register, one AVX2 register. GCC lowers a vector wider than the
+ * clone's registers through the stack (v16 in the AVX2 clone spends most of its time there), so
+ * `gemm` works in the width of the running clone's registers. */
 typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
+typedef float v8 __attribute__((vector_size(32), aligned(4), may_alias));
 
-/* Rows [0, R) and columns [j, j + 32) of C = A @ B (+ bias): 2R vector accumulators, each B row
- * segment loaded once per k for all R rows. R is a constant after inlining (8, or 1 for the
- * leftover rows), so the accumulators live in registers. */
-INLINE void gemm_block(const int R, const float *A, int64_t lda, const float *B, int64_t ldb,
-                       int64_t K, int64_t j, const float *bias, float *C, int64_t ldc) {
+/* Whether this CPU runs the x86-64-v4 (AVX-512) clone: the loader picked it by the same test, so
+ * in the other clones the v16 code is never run. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#define WIDE_REGISTERS __builtin_cpu_supports("x86-64-v4")
+#elif defined(__AVX512F__)
+#define WIDE_REGISTERS 1
+#else
+#define WIDE_REGISTERS 0
+#endif
+
+/* Rows [0, R) and columns [j, j + 32) of C = A @ B (+ bias) in v16: 2R vector accumulators, each
+ * B row segment loaded once per k for all R rows. R is a constant after inlining (8, or 1 for the
+ * leftover rows), so the accumulators live in registers (16 of AVX-512's 32). */
+INLINE void gemm_block16(const int R, const float *A, int64_t lda, const float *B, int64_t ldb,
+                         int64_t K, int64_t j, const float *bias, float *C, int64_t ldc) {
     v16 acc[8][2];
     const v16 zero = {0};
     const v16 bias0 = bias == NULL ? zero : *(const v16 *)(bias + j);
@@ -136,15 +149,57 @@ INLINE void gemm_block(const int R, const float *A, int64_t lda, const float *B,
     }
 }
 
+/* The same for columns [j, j + 16) in v8, R <= 6: AVX2 has 16 registers, and R = 6 takes 12
+ * accumulators, the two B segments and the broadcast A value. */
+INLINE void gemm_block8(const int R, const float *A, int64_t lda, const float *B, int64_t ldb,
+                        int64_t K, int64_t j, const float *bias, float *C, int64_t ldc) {
+    v8 acc[6][2];
+    const v8 zero = {0};
+    const v8 bias0 = bias == NULL ? zero : *(const v8 *)(bias + j);
+    const v8 bias1 = bias == NULL ? zero : *(const v8 *)(bias + j + 8);
+    for (int r = 0; r < R; r++) {
+        acc[r][0] = bias0;
+        acc[r][1] = bias1;
+    }
+    for (int64_t k = 0; k < K; k++) {
+        const v8 b0 = *(const v8 *)(B + k * ldb + j), b1 = *(const v8 *)(B + k * ldb + j + 8);
+        for (int r = 0; r < R; r++) {
+            const float a = A[r * lda + k];
+            acc[r][0] += a * b0;
+            acc[r][1] += a * b1;
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        *(v8 *)(C + r * ldc + j) = acc[r][0];
+        *(v8 *)(C + r * ldc + j + 8) = acc[r][1];
+    }
+}
+
 /* C (M x N) = A (M x K, row stride lda) @ B (K x N, row stride ldb) + bias (N, or NULL), with N
- * a multiple of 32 (callers pad B's and the bias's columns with zeros). */
+ * a multiple of 32 (callers pad B's and the bias's columns with zeros). However the rows and
+ * columns are blocked, every element is bias + the sum over k in increasing order of
+ * A[i, k] B[k, j], one fused multiply-add per k in the FMA clones. A panel of B's columns stays
+ * in L1 for all rows. Leftover rows of the v8 path go 2 at a time: one row alone keeps too few
+ * accumulators busy. */
 INLINE void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                  int64_t ldb, const float *bias, float *C, int64_t ldc) {
-    for (int64_t j = 0; j < N; j += 32) { /* a 32-column panel of B stays in L1 for all rows */
+    if (WIDE_REGISTERS) {
+        for (int64_t j = 0; j < N; j += 32) {
+            int64_t i = 0;
+            for (; i + 8 <= M; i += 8)
+                gemm_block16(8, A + i * lda, lda, B, ldb, K, j, bias, C + i * ldc, ldc);
+            for (; i < M; i++)
+                gemm_block16(1, A + i * lda, lda, B, ldb, K, j, bias, C + i * ldc, ldc);
+        }
+        return;
+    }
+    for (int64_t j = 0; j < N; j += 16) {
         int64_t i = 0;
-        for (; i + 8 <= M; i += 8)
-            gemm_block(8, A + i * lda, lda, B, ldb, K, j, bias, C + i * ldc, ldc);
-        for (; i < M; i++) gemm_block(1, A + i * lda, lda, B, ldb, K, j, bias, C + i * ldc, ldc);
+        for (; i + 6 <= M; i += 6)
+            gemm_block8(6, A + i * lda, lda, B, ldb, K, j, bias, C + i * ldc, ldc);
+        for (; i + 2 <= M; i += 2)
+            gemm_block8(2, A + i * lda, lda, B, ldb, K, j, bias, C + i * ldc, ldc);
+        if (i < M) gemm_block8(1, A + i * lda, lda, B, ldb, K, j, bias, C + i * ldc, ldc);
     }
 }
 

@@ -49,9 +49,10 @@ class CpuBackend:
     # (False: ATen's kernel, for benchmarks)...
     fused_gru: bool = True
     # ...for batches of at most this many padded positions (batch x width). fused_gru keeps
-    # scratch buffers sized to the largest batch it saw (~12 KB per position for a BiGRU-128),
-    # so this bounds that memory; the rare batches of very long texts take ATen's kernel
-    # instead, which keeps the default run inside its peak-memory target (docs/benchmarks.md).
+    # scratch buffers sized to the largest batch it saw (a few directions x 3H fp32 rows per
+    # position), so this bounds that memory; the rare batches of very long texts take ATen's
+    # kernel instead, which keeps the default run inside its peak-memory target
+    # (docs/benchmarks.md).
     fused_gru_max_positions: int = 12_288
     # Inference runs through rnnclf/accel/cpu_inference.py (False: the padded path).
     lean_inference: bool = True

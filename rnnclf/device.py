@@ -39,8 +39,9 @@ def inference_autocast(precision: str, device: torch.device) -> AbstractContextM
     """The arithmetic of eval/predict: fp32, or bf16/fp16 autocast (`--precision`).
 
     bf16 on a CPU with native bf16 dot products (AVX512-BF16, AMX) runs the recurrent matmuls
-    ~1.8x faster; predictions agreed with fp32 on 99.93-99.99% of AG News test rows
-    (docs/benchmarks.md). fp16 has no fast CPU path, so it is CUDA only, as in training.
+    faster, and predictions agreed with fp32 on nearly every AG News test row
+    (docs/benchmarks.md); elsewhere PyTorch emulates the bf16 matmuls, slower than fp32. fp16
+    has no fast CPU path, so it is CUDA only, as in training.
     """
     if precision not in INFERENCE_PRECISIONS:
         raise RnnclfError(f"--precision {precision!r} is not allowed; use "
@@ -52,7 +53,10 @@ def inference_autocast(precision: str, device: torch.device) -> AbstractContextM
 
 
 def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: without them oneDNN refuses some bf16 kernels (its LSTM among them)."""
+    """Whether oneDNN runs bf16 here, as rnnclf/accel/onednn.py's `has_native_bf16` decides:
+    torch's `mkldnn._is_mkldnn_bf16_supported`, which on x86 asks for AVX-512 (BW, VL, DQ) or
+    AVX-NE-CONVERT, not for AVX512-BF16 or AMX; where torch lacks that op, whether torch's CPU
+    dispatch picked AVX-512. Without it oneDNN refuses some bf16 kernels (its LSTM among them)."""
     return has_native_bf16()
 
 

@@ -1,13 +1,14 @@
 /* The time loop of rnnclf's CPU recurrent layers: every step's hidden matmul and gate math.
  *
- * Why C: in PyTorch ops a GRU step is two oneDNN matmul calls (~11 us of fixed cost each, and
- * 130-170 GFLOP/s at these small shapes) and ~9 elementwise kernels, each a pass over
+ * Why C: in PyTorch ops a GRU step is two oneDNN matmul calls (each with a fixed cost that is a
+ * large share of the call at these small shapes) and ~9 elementwise kernels, each a pass over
  * (batch x hidden) values, all dispatched from Python. Here one call runs a whole layer: per step
- * a register-blocked matmul (`gemm`; ~250 GFLOP/s on the benchmark machine) and one pass of gate
- * math over values still in cache. The big products over all steps at once (input projections,
- * weight gradients) stay in oneDNN. Callers: rnnclf/accel/fused_gru.py and
- * rnnclf/accel/cpu_inference.py, behind the custom ops of rnnclf/accel/ops.py, through ctypes
- * (rnnclf/accel/kernels.py, which says why ctypes and not a torch C++ extension).
+ * a register-blocked matmul (`gemm`, faster than oneDNN's call at these shapes) and one pass of
+ * gate math over values still in cache (figures: docs/benchmarks.md). The big products over all
+ * steps at once (input projections, weight gradients) stay in oneDNN. Callers:
+ * rnnclf/accel/fused_gru.py and rnnclf/accel/cpu_inference.py, behind the custom ops of
+ * rnnclf/accel/ops.py, through ctypes (rnnclf/accel/kernels.py, which says why ctypes and not a
+ * torch C++ extension).
  *
  * fp32, row-major arrays; layouts are given per function. Built at install time as an optional
  * extension (setup.py): without a C compiler rnnclf runs the same math in PyTorch ops.

@@ -13,10 +13,11 @@ shows in the state dict or the checkpoint.
 
 Why not PyTorch's packed path on the CPU: it slices one (tokens, gates*H) tensor per time step,
 and the backward of each slice writes a zero tensor of that full size, so work grows with
-steps x tokens (~40% of a training step). Over padded input the same kernels run without that
-(LSTM even gets oneDNN's fused kernel). Results are identical at the valid positions: the forward
-direction never sees padding before a text ends, the backward direction reads each text reversed
-in place, and padded positions are masked out of the pooling, so they get no gradient.
+steps x tokens, a large share of a training step (docs/benchmarks.md). Over padded input the
+same kernels run without that (LSTM even gets oneDNN's fused kernel). Results are identical at
+the valid positions: the forward direction never sees padding before a text ends, the backward
+direction reads each text reversed in place, and padded positions are masked out of the
+pooling, so they get no gradient.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ class CpuBackend:
     # (False: ATen's kernel, for benchmarks)...
     fused_gru: bool = True
     # ...for batches of at most this many padded positions (batch x width). fused_gru keeps
-    # scratch buffers sized to the largest batch it saw (~12 KB per position for a BiGRU-128),
-    # so the rare batches of very long texts (1-2% of AG News batches) take ATen's kernel
-    # instead: the default run's peak memory stays well under 1.5 GiB.
+    # scratch buffers sized to the largest batch it saw (a few directions x 3H fp32 rows per
+    # position), so this bounds that memory; the rare batches of very long texts take ATen's
+    # kernel instead, which keeps the default run inside its peak-memory target
+    # (docs/benchmarks.md).
     fused_gru_max_positions: int = 12_288
     # Inference runs through rnnclf/accel/cpu_inference.py (False: the padded path).
     lean_inference: bool = True
@@ -100,9 +102,8 @@ class CpuBackend:
         times its real tokens; the pooled features (B, D) in the batch's row order.
 
         Why not PyTorch's packed path for the rare batch with a few long texts: on the CPU its
-        backward zero-fills a (tokens x gates*H) gradient per time step, on fresh pages: one
-        such batch of a 2-layer BiLSTM-256 took 32 s (540 fills of 29 MB, 60 ms each), and in
-        the default's training the 1% of batches that packed took 6-9% of the time. Each row's
+        backward zero-fills a (tokens x gates*H) gradient per time step, on fresh pages, so one
+        such batch can cost more than many ordinary ones (docs/benchmarks.md). Each row's
         features depend on that row alone, so splitting changes no result.
         """
         segments = padded_segments(lengths, self.max_padded_work)

@@ -1,9 +1,10 @@
 """Forward-only recurrent layers for inference on the CPU (fp32, no autograd).
 
 ATen's CPU RNN/GRU kernels run every step's matmul through MKL (no AVX-512 path on AMD CPUs,
-~100 GFLOP/s there against oneDNN's ~240 at these shapes) and tanh through a kernel ~10x slower
-than sigmoid; all of them, LSTM included, work over the whole padded batch or packed sequences
-and write every step's states. `RNNClassifier` sends eval-mode, no-grad CPU batches here:
+where oneDNN's kernel runs these shapes much faster) and tanh through a kernel much slower than
+sigmoid; all of them, LSTM included, work over the whole padded batch or packed sequences and
+write every step's states (figures: docs/benchmarks.md). `RNNClassifier` sends eval-mode,
+no-grad CPU batches here:
 
 - the first layer's input projection W_ih x + b_ih depends only on the token, so it is computed
   once per distinct token id in the batch (`token_gates`), and each step gathers its rows;
@@ -57,8 +58,8 @@ def recurrent_layer(cell: str, inputs: torch.Tensor, active: list[int], pooling:
     (T, B, H), rows past a text's end holding junk. Pooling in the loop spares writing, and
     masking, a (T, B, H) tensor that the pooling reads once.
     matmul_dtype bfloat16 runs the per-step hidden matmul as autocast would (bf16 operands,
-    the states, gates and their math in fp32): on CPUs with native bf16 dot products it was
-    ~1.8x faster per matmul at these shapes (docs/benchmarks.md).
+    the states, gates and their math in fp32): on CPUs with native bf16 dot products oneDNN
+    runs it faster than fp32 at these shapes (docs/benchmarks.md).
     """
     if matmul_dtype == weight_hh.dtype and cell in _KERNEL_GATES and kernels.usable(weight_hh):
         return torch.ops.rnnclf.recurrent_layer(cell, inputs, active, pooling, weight_ih,

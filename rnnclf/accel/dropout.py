@@ -1,13 +1,12 @@
 """Dropout with a cheap mask on the CPU (same distribution as `nn.Dropout`).
 
-ATen's CPU dropout draws one Bernoulli sample per element: 2.7-4 ms for a 64 x 50 x 128 batch of
-embeddings on the benchmark machine (7-10 ns an element), 5% of a BiGRU training step. Here each
-element takes 16 bits of 64-bit draws from the same generator (`torch.manual_seed` still makes a
-run repeatable) and keeps its value when they fall under a threshold: 0.6 ms for that batch,
-mask and multiply. The keep probability is rounded to a multiple of 1/65536 (exact for p = 0.25,
-0.5, ...; off by at most 8e-6 otherwise) and kept values are scaled by its inverse, so the
-expected output equals the input, as with `nn.Dropout`. On other devices ATen's dropout (Philox,
-fused) is used.
+ATen's CPU dropout draws one Bernoulli sample per element, which made the embedding dropout a
+noticeable share of a BiGRU training step. Here each element takes 16 bits of 64-bit draws from
+the same generator (`torch.manual_seed` still makes a run repeatable) and keeps its value when
+they fall under a threshold: mask and multiply take a fraction of the time (docs/benchmarks.md).
+The keep probability is rounded to a multiple of 1/65536 (exact for p = 0.25, 0.5, ...; off by
+at most 8e-6 otherwise) and kept values are scaled by its inverse, so the expected output equals
+the input, as with `nn.Dropout`. On other devices ATen's dropout (Philox, fused) is used.
 """
 
 from __future__ import annotations

@@ -165,7 +165,7 @@ def _aten_time_loop(input_gates: torch.Tensor, weight_hh: torch.Tensor, bias_hh:
                      for h, (weight, bias) in zip(previous, step_weights, strict=True)],
                     out=h_gates[t])  # (D, B, 3H)
         torch.add(x_rz[t], h_rz[t], out=rz_all[t]).sigmoid_()
-        # tanh(a) = 2 sigmoid(2a) - 1: ATen's CPU tanh is ~15x slower than its sigmoid.
+        # tanh(a) = 2 sigmoid(2a) - 1: ATen's CPU tanh is much slower than its sigmoid.
         torch.mul(r[t], h_n[t], out=reset_hidden_all[t])
         torch.add(x_n[t], reset_hidden_all[t], out=n_all[t]).mul_(2).sigmoid_()
         n_all[t].mul_(2).sub_(1)
@@ -244,9 +244,9 @@ def _matmul_gradients(flat_inputs: torch.Tensor, weight_ih: torch.Tensor, states
     bias_gradients: (b_ih's, b_hh's) where the caller summed them already, else their sums.
 
     Each is one big matmul (or sum) per direction, on contiguous operands (oneDNN copies strided
-    ones itself, into fresh memory; a strided weight operand took it seconds). A weight gradient
-    G^T X is computed as (X^T G)^T: oneDNN transposes G while packing it, for less than ATen's
-    transposing copy costs. (In bf16 the copies are the casts; products come back in fp32.)
+    ones itself, into fresh memory, which made a strided weight operand very slow). A weight
+    gradient G^T X is computed as (X^T G)^T: oneDNN transposes G while packing it, for less than
+    ATen's transposing copy costs. (In bf16 the copies are the casts; products come back in fp32.)
     """
     directions, steps, batch, gates = input_rows.shape
     rows_count, matmul_dtype, exact = steps * batch, flat_inputs.dtype, states.dtype
@@ -369,7 +369,7 @@ def _copy_reversed_time(destination: torch.Tensor, source: torch.Tensor,
     """destination[t] = source[T - 1 - t] along dim 0 (`reversed_steps` = T-1, ..., 0).
 
     index_select writes a contiguous destination of the same dtype in one pass, as fast as a
-    plain copy; index_copy_ took 3.7x that; otherwise a flipped copy, then a copy."""
+    plain copy (index_copy_ was several times slower); otherwise a flipped copy, then a copy."""
     if destination.is_contiguous() and destination.dtype == source.dtype:
         torch.index_select(source, 0, reversed_steps, out=destination)
     else:
@@ -383,7 +383,7 @@ def _scratch(name: str, shape: tuple[int, ...] | torch.Size, like: torch.Tensor)
     """An uninitialised buffer of this shape, reused by every call in this thread.
 
     Why: the CPU allocator returns large blocks to the OS, and the first touch of fresh pages
-    cost ~0.3 ms per MB on the benchmark machine, as much as the math. Only for tensors that
+    costs about as much as the math on them (docs/benchmarks.md). Only for tensors that
     die within the forward or backward call that takes them (never a saved or returned one),
     so the forward and the backward can share names.
     """
@@ -416,6 +416,6 @@ def fused_gru(inputs: torch.Tensor, weights: list[list[torch.Tensor]],
 
 
 def release_scratch() -> None:
-    """Free this thread's scratch buffers (hundreds of MB for long batches), e.g. before an
+    """Free this thread's scratch buffers (sized to the longest batch so far), e.g. before an
     evaluation pass, so the training buffers and the evaluation's tensors never add up."""
     _SCRATCH.__dict__.pop("buffers", None)

@@ -180,8 +180,9 @@ def address(tensor: torch.Tensor | None) -> int | None:
 
 def split_rows(work: list[float], parts: int) -> list[tuple[int, int]]:
     """Row ranges [row0, row1) over len(work) rows, at most `parts` of them, each with about the
-    same total `work` (the rows' costs), cut at multiples of 8 (the kernels' matmul runs 8 rows
-    at a time)."""
+    same total `work` (the rows' costs), cut at multiples of 8 so that every part but the last
+    runs the kernels' matmul in full row blocks (`gemm` in rnnclf/accel/_kernels.c): 8 rows at
+    a time on AVX-512; on AVX2 6 rows at a time, then pairs, and 8k rows leave no lone row."""
     count = len(work)
     prefix = list(itertools.accumulate(work, initial=0.0))
     cuts = [0]

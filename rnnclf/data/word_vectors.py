@@ -24,8 +24,8 @@ def is_packaged(spec: str) -> bool:
 
 
 def _packaged_table(spec: str) -> tuple[list[str], torch.Tensor]:
-    """(words, vectors) of packaged vectors (~1.7 s). Not kept: holding 400,000 words and 80 MB
-    of vectors for the whole run would cost training memory."""
+    """(words, vectors) of packaged vectors, read and checked anew on each call. Not kept:
+    holding 400,000 words and 80 MB of vectors for the whole run would cost training memory."""
     return PACKAGED_VECTORS[spec].load()
 
 

@@ -73,9 +73,9 @@ class NgramBag(nn.Module):
         # Nested: TorchScript skips a block only under a bare `if not torch.jit.is_scripting()`.
         if not torch.jit.is_scripting():  # noqa: SIM102
             if not torch.is_grad_enabled() and not torch.onnx.is_in_onnx_export():
-                # Inference sums the rows without writing (B, order*T, dim) first: 0.5 ms
-                # instead of 12 ms for 1024 texts (CPU, 1 thread). Row 0 is zero, as below;
-                # padding_idx=0 would cost 10 ms here. Exports keep the plain lookup.
+                # Inference sums the rows without writing (B, order*T, dim) first, much
+                # faster on the CPU. Row 0 is zero, as below, so no padding_idx=0, which made
+                # embedding_bag slow again (docs/benchmarks.md). Exports keep the plain lookup.
                 total = nn.functional.embedding_bag(rows, self.table.weight, mode="sum")
                 return total / counts.to(total.dtype)
         vectors = self.table(rows)  # (B, order*T, dim); row 0 is all zeros

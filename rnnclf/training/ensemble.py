@@ -171,7 +171,8 @@ def _remove_member_resume_states(members: list[Path]) -> int:
     """Delete the members' last.pt once best.pt holds the ensemble; returns the bytes freed.
 
     A finished member's last.pt only serves to train it further; with Adam it is three times
-    the member's weights (about 255 MB each for the default), which best.pt already holds."""
+    the member's weights (the default's n-gram table makes that large), which best.pt already
+    holds."""
     freed = 0
     for folder in members:
         path = folder / "last.pt"

@@ -63,8 +63,8 @@ def cpu_has_native_bf16() -> bool:
 def make_grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
     """fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none."""
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        raise RnnclfError("train.precision=bf16 needs a CPU with native bf16 (AVX512-BF16 or "
-                          "AMX), which this one lacks; use train.precision=fp32")
+        raise RnnclfError("train.precision=bf16 needs a CPU with native bf16 (AVX-512 class, as "
+                          "oneDNN reports it), which this one lacks; use train.precision=fp32")
     if precision != "fp16":
         return None
     if device.type != "cuda":

@@ -36,7 +36,7 @@ from rnnclf.models.classifier import count_parameters
 from rnnclf.models.ngrams import ngram_table_rows
 from rnnclf.runs.atomic import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.runs.checkpoint import load_checkpoint, save_checkpoint
-from rnnclf.runs.folder import prepare_run_directory, remove_stale_temp_files, run_directory
+from rnnclf.runs.folder import claim_run_folder, run_directory
 from rnnclf.training import plots
 from rnnclf.training.distributed import (
     SINGLE,
@@ -356,8 +356,15 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         log: Any = print, dist: DistContext = SINGLE) -> dict[str, Any]:
     """Train `config`, writing runs/<name>/; returns the summary. Resumes from `resume_dir`.
 
-    Under torchrun, `dist` places this process in the run (rnnclf.training.distributed.session); every rank
-    calls fit() and trains its share of the batches, and only rank 0 prints and writes files."""
+    Under torchrun, `dist` places this process in the run (rnnclf.training.distributed.session);
+    every rank calls fit() and trains its share of the batches, and only rank 0 prints and writes
+    files."""
+    with contextlib.ExitStack() as run_folder_claim:  # released (and settled) however fit ends
+        return _fit(config, overwrite, resume_dir, log, dist, run_folder_claim)
+
+
+def _fit(config: Config, overwrite: bool, resume_dir: Path | None, log: Any, dist: DistContext,
+         run_folder_claim: contextlib.ExitStack) -> dict[str, Any]:
     if not dist.is_main:
         log = _quiet
     if config.model.pretrained_embeddings:  # missing vectors fail before any run folder
@@ -366,21 +373,20 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
         raise RnnclfError("model.pretrained_vocab adds words of the pretrained vectors, but "
                           "model.pretrained_embeddings is empty; set both, or "
                           "model.pretrained_vocab=0")
+    if resume_dir is None:
+        config.data.dir = str(resolve_data_dir(config.data))  # runs stay valid from any cwd
+    run_dir = resume_dir if resume_dir is not None else run_directory(config)
+    # Rank 0 owns the folder (lock; --overwrite sets the old run aside) before any rank goes on.
+    folder = dist.main_only(lambda: run_folder_claim.enter_context(
+        claim_run_folder(run_dir, overwrite, resuming=resume_dir is not None)))
     resume_state: dict[str, Any] | None = None
     if resume_dir is not None:
         resume_state = load_checkpoint(resume_dir / "last.pt")
-        run_dir = resume_dir
         saved_world_size = resume_state.get("world_size", 1)
         if saved_world_size != dist.world_size:
             raise RnnclfError(f"{run_dir} was trained in {saved_world_size} process(es), this run "
                               f"has {dist.world_size}; resume with the same number (--nproc "
                               f"{saved_world_size}) so its batches and lr schedule line up")
-    else:
-        config.data.dir = str(resolve_data_dir(config.data))  # runs stay valid from any cwd
-        run_dir = run_directory(config)
-        dist.main_only(lambda: prepare_run_directory(run_dir, overwrite))
-    if dist.is_main:
-        remove_stale_temp_files(run_dir)
     if dist.enabled and config.optim.skip_nonfinite:
         # A rank that skips its backward pass would leave the others waiting in DDP's all-reduce.
         raise RnnclfError("optim.skip_nonfinite cannot be used with data-parallel training; set "
@@ -543,6 +549,7 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
             last_record = record
             if improved and dist.is_main:
                 save_checkpoint(run_dir / "best.pt", checkpoint_state(for_resume=False))
+                folder.new_best_written()  # --overwrite: the previous run can go now
             save_last()
             if dist.is_main:
                 append_jsonl(run_dir / "metrics.jsonl", record)

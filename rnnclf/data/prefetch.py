@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -9,6 +10,19 @@ from typing import TypeVar
 
 Item = TypeVar("Item")
 _DONE = object()
+# Producers still running, stopped and joined at exit (see _stop_producers).
+_RUNNING: dict[threading.Thread, threading.Event] = {}
+
+
+@atexit.register
+def _stop_producers() -> None:
+    """Stop producers whose consumer never closed them (a run that raised in mid-epoch keeps its
+    generator in the traceback). Left running, one could still be inside a torch op when the
+    interpreter shuts down; it would then die inside C++ code and abort the process (SIGABRT).
+    atexit runs while the interpreter is whole, so the producer finishes its item and returns."""
+    for worker, stop in list(_RUNNING.items()):
+        stop.set()
+        worker.join(timeout=5)
 
 
 def prefetch(items: Iterable[Item], depth: int,
@@ -46,6 +60,7 @@ def prefetch(items: Iterable[Item], depth: int,
         put(_DONE)
 
     worker = threading.Thread(target=produce, name="rnnclf-prefetch", daemon=True)
+    _RUNNING[worker] = stop
     worker.start()
     try:
         while True:
@@ -58,6 +73,7 @@ def prefetch(items: Iterable[Item], depth: int,
     finally:
         stop.set()
         worker.join(timeout=5)
+        _RUNNING.pop(worker, None)
 
 
 class _Failure:

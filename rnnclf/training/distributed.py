@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ class DistContext:
         """Sum `tensor` over all ranks, in place (on this rank's device); returns it."""
         if self.enabled:
             moved = tensor.to(self.device)
-            torch_dist.all_reduce(moved, op=torch_dist.ReduceOp.SUM)
+            _all_reduce(moved, torch_dist.ReduceOp.SUM)
             if moved is not tensor:
                 tensor.copy_(moved)
         return tensor
@@ -72,7 +73,7 @@ class DistContext:
         if not self.enabled:
             return flag
         value = torch.tensor([int(flag)], device=self.device)
-        torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
+        _all_reduce(value, torch_dist.ReduceOp.MAX)
         return bool(value.item())
 
     def all(self, flag: bool) -> bool:
@@ -108,12 +109,34 @@ class DistContext:
                              "stopping this one too")
         return result if first else work()
 
-    def main_only(self, work: Callable[[], object]) -> None:
-        """Run `work` on rank 0 only; every rank stops if it failed there."""
-        self.main_first(lambda: work() if self.is_main else None, per_machine=False)
+    def main_only(self, work: Callable[[], T]) -> T | None:
+        """Run `work` on rank 0 only (its result there, None on the other ranks); every rank
+        stops if it failed there, and none goes on before rank 0 has finished it."""
+        return self.main_first(lambda: work() if self.is_main else None, per_machine=False)
 
 
 SINGLE = DistContext()
+
+RELEASE_WAIT_S = 5.0  # at most this long for gloo's worker thread to let go of a tensor
+
+
+def _all_reduce(tensor: torch.Tensor, op: torch_dist.ReduceOp) -> None:
+    """all_reduce, returning only once the backend's threads hold no reference to `tensor`.
+
+    gloo completes the collective (and all_reduce returns) a moment before its worker thread
+    drops its own references to the tensor. If Python drops the tensor first, the worker thread
+    frees it and must take the GIL to do so; when that happens while the interpreter is exiting,
+    the thread is stopped inside a C++ destructor and the process aborts with "terminate called
+    without an active exception" (SIGABRT, exit 134) after a run that did all its work. Waiting
+    here for our reference to be the only one means Python always frees it, with the GIL held.
+    """
+    ours = tensor._use_count()
+    torch_dist.all_reduce(tensor, op=op)
+    if tensor.device.type != "cpu":
+        return  # CUDA: NCCL, whose ranks leave through destroy_process_group's abort
+    deadline = time.monotonic() + RELEASE_WAIT_S
+    while tensor._use_count() > ours and time.monotonic() < deadline:
+        time.sleep(0.0005)
 
 
 def launched_by_torchrun() -> bool:
@@ -172,12 +195,11 @@ def session(device_name: str) -> Iterator[DistContext]:
 
 
 def _meet_before_teardown(context: DistContext) -> None:
-    """On a normal finish, wait for every rank before the process group is torn down.
-
-    Without it the rank that finishes first destroys its gloo group while a peer may still be
-    sending the last collective to it; that peer then aborted at exit ("terminate called without
-    an active exception", exit 134) in a CI run. A peer that has already gone is no error here:
-    the run's work is done and saved.
+    """On a normal finish, wait for every rank before the process group is torn down, so the
+    rank that finishes first does not close its connections while a peer still talks to it.
+    (The abort at exit seen in CI, "terminate called without an active exception", had another
+    cause: see _all_reduce.) A peer that has already gone is no error here: the run's work is
+    done and saved.
     """
     with suppress(RuntimeError):
         context.barrier()

@@ -15,7 +15,6 @@ kept, the interrupted one continues from its last.pt, the rest start.
 from __future__ import annotations
 
 import copy
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from rnnclf.inference.scoring import evaluate
 from rnnclf.models.classifier import count_parameters
 from rnnclf.runs.atomic import atomic_write_text, write_json
 from rnnclf.runs.checkpoint import load_checkpoint, load_model, save_checkpoint
-from rnnclf.runs.folder import prepare_run_directory, run_directory
+from rnnclf.runs.folder import RunFolder, claim_run_folder, run_directory
 from rnnclf.training.trainer import fit
 
 CONFIG_FILE = "config.yaml"
@@ -82,18 +81,20 @@ def _member_config(config: Config, run_dir: Path, index: int) -> Config:
 def fit_ensemble(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
                  overrides: list[str] | None = None, log: Any = print) -> dict[str, Any]:
     """Train (or finish training) the members of `config`'s ensemble, then write best.pt."""
-    size = config.train.ensemble
-    started = time.perf_counter()
     if resume_dir is None:
         config.data.dir = str(resolve_data_dir(config.data))
-        run_dir = run_directory(config)
-        prepare_run_directory(run_dir, overwrite)
-        for old in run_dir.glob("member_*"):  # only reached with --overwrite (or no run files)
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-        atomic_write_text(run_dir / CONFIG_FILE, to_yaml(config))
-    else:
-        run_dir = resume_dir
+    run_dir = resume_dir if resume_dir is not None else run_directory(config)
+    # The ensemble's folder stays locked while its members (each locking its own folder) train.
+    with claim_run_folder(run_dir, overwrite, resuming=resume_dir is not None) as run:
+        if resume_dir is None:
+            atomic_write_text(run_dir / CONFIG_FILE, to_yaml(config))
+        return _train_members(config, run_dir, run, overrides, log)
+
+
+def _train_members(config: Config, run_dir: Path, run: RunFolder, overrides: list[str] | None,
+                   log: Any) -> dict[str, Any]:
+    size = config.train.ensemble
+    started = time.perf_counter()
     seeds = ", ".join(str(member_seed(config.train.seed, index)) for index in range(1, size + 1))
     log(f"ensemble: {size} members (seeds {seeds}) in {run_dir}/member_1..{size}")
     members = []
@@ -113,6 +114,7 @@ def fit_ensemble(config: Config, overwrite: bool = False, resume_dir: Path | Non
             raise Interrupted(str(stop).replace(f"--resume {folder}", f"--resume {run_dir}"),
                               exit_code=stop.exit_code) from None
         members.append(folder)
+        run.new_best_written()  # --overwrite: a member has its best.pt, the old members can go
     return _assemble(config, run_dir, members, started, log)
 
 

@@ -14,7 +14,6 @@ import torch
 from rnnclf.config import Config, to_yaml
 from rnnclf.runs.atomic import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.runs.checkpoint import save_checkpoint
-from rnnclf.runs.folder import remove_stale_temp_files
 from rnnclf.training import plots
 from rnnclf.training.tensorboard import TensorBoardLog
 
@@ -76,10 +75,6 @@ class RunFiles:
 
     def __init__(self, folder: Path, writes: bool) -> None:
         self.folder, self.writes = folder, writes
-
-    def remove_stale_temp_files(self) -> None:
-        if self.writes:
-            remove_stale_temp_files(self.folder)
 
     def write_config(self, config: Config) -> None:
         if self.writes:

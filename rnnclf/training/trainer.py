@@ -25,7 +25,7 @@ from rnnclf.models.build import build_model, uses_sparse_embedding
 from rnnclf.models.classifier import count_parameters
 from rnnclf.models.ngrams import ngram_table_rows
 from rnnclf.runs.checkpoint import load_checkpoint
-from rnnclf.runs.folder import prepare_run_directory, run_directory
+from rnnclf.runs.folder import RunFolder, claim_run_folder, run_directory
 from rnnclf.training.distributed import (
     SINGLE,
     DistContext,
@@ -48,10 +48,11 @@ def fit(config: Config, overwrite: bool = False, resume_dir: Path | None = None,
     Under torchrun, `dist` places this process in the run (rnnclf.training.distributed.session);
     every rank calls fit() and trains its share of the batches, and only rank 0 prints and
     writes files."""
-    trainer = Trainer(config, overwrite, resume_dir, log, dist)
-    trainer.setup()
-    trainer.train()
-    return trainer.finish()
+    with contextlib.ExitStack() as claim:  # the run folder's lock, released however fit ends
+        trainer = Trainer(config, overwrite, resume_dir, log, dist)
+        trainer.setup(claim)
+        trainer.train()
+        return trainer.finish()
 
 
 def _quiet(*args: Any, **kwargs: Any) -> None:
@@ -93,12 +94,13 @@ class Trainer:
         self.stop = StopSignal()
         self.tensorboard: TensorBoardLog | None = None
         self.stopped_early = False
+        self.folder: RunFolder | None = None  # rank 0's claim on the run folder (lock, overwrite)
         # The newest metrics.jsonl line, kept in last.pt so a resume can restore it.
         self.last_record: dict[str, Any] | None = None
 
     # --- setup ---------------------------------------------------------------------------------
 
-    def setup(self) -> None:
+    def setup(self, claim: contextlib.ExitStack) -> None:
         """Check, then build the run folder, data, model and optimizer; restore a resumed run.
         Everything that can be refused from the config alone is, before the folder exists."""
         config, dist = self.config, self.dist
@@ -108,10 +110,9 @@ class Trainer:
         self.device = dist.device if dist.enabled else resolve_device(config.train.device)
         # Refuses bf16 on a CPU without native bf16 and fp16 off CUDA: no run folder yet.
         self.scaler = make_grad_scaler(config.train.precision, self.device)
+        self.run_dir, self.folder = self._claim_run_folder(claim)
         resume_state = self._load_resume_state()
-        self.run_dir = self._prepare_run_folder()
         self.files = RunFiles(self.run_dir, writes=self.writes_files)
-        self.files.remove_stale_temp_files()
         seed_everything(config.train.seed)
         self.started = time.perf_counter()
         self.data = self._load_data()
@@ -160,16 +161,16 @@ class Trainer:
                               "line up")
         return state
 
-    def _prepare_run_folder(self) -> Path:
-        """The resumed run's folder, or a new runs/<name>/ (replacing a run there only with
-        `overwrite`)."""
-        if self.resume_dir is not None:
-            return self.resume_dir
-        config = self.config
-        config.data.dir = str(resolve_data_dir(config.data))  # runs stay valid from any cwd
-        run_dir = run_directory(config)
-        self.dist.main_only(lambda: prepare_run_directory(run_dir, self.overwrite))
-        return run_dir
+    def _claim_run_folder(self, claim: contextlib.ExitStack) -> tuple[Path, RunFolder | None]:
+        """The resumed run's folder, or a new runs/<name>/; rank 0 locks it for the whole run
+        (`claim`), and with `overwrite` sets the previous run aside until a new best.pt exists."""
+        config, resuming = self.config, self.resume_dir is not None
+        if not resuming:
+            config.data.dir = str(resolve_data_dir(config.data))  # runs stay valid from any cwd
+        run_dir = self.resume_dir if resuming else run_directory(config)
+        folder = self.dist.main_only(lambda: claim.enter_context(
+            claim_run_folder(run_dir, self.overwrite, resuming=resuming)))
+        return run_dir, folder
 
     def _load_data(self) -> TrainingData:
         config = self.config
@@ -314,6 +315,8 @@ class Trainer:
         self.last_record = record
         if improved:
             self.files.save_checkpoint("best.pt", self._checkpoint_state(for_resume=False))
+            if self.folder is not None:  # rank 0: --overwrite's previous run can go now
+                self.folder.new_best_written()
         self.files.save_checkpoint("last.pt", self._checkpoint_state(for_resume=True))
         self.files.append_metrics(record)
         if self.tensorboard is not None:

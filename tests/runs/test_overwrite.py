@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 from robustness_support import subprocess_env, tiny_overrides, write_dataset
 
-from rnnclf.config.schema import load_config
+from rnnclf.config import load_config
+from rnnclf.config.resume import load_resume_config
 from rnnclf.errors import Interrupted, RnnclfError, RunFailed
 from rnnclf.inference.predictor import Predictor
 from rnnclf.runs.checkpoint import load_checkpoint
 from rnnclf.runs.folder import DISCARDED, SET_ASIDE, claim_run_folder
 from rnnclf.runs.lock import RunFolderBusy, RunLock
-from rnnclf.training import trainer as train_module
-from rnnclf.training.trainer import fit, load_resume_config
+from rnnclf.training import state as state_module
+from rnnclf.training.trainer import fit
 
 PREVIOUS = ("config.yaml", "metrics.jsonl", "last.pt", "summary.json")
 
@@ -51,14 +52,14 @@ def assert_previous_run_in_place(run_dir: Path, before: dict[str, bytes]) -> Non
 
 def fail_at_first_best(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
     """The new run's first best.pt save raises `error` (disk full, Ctrl-C ...)."""
-    real_save = train_module.save_checkpoint
+    real_save = state_module.save_checkpoint
 
     def save(path: Path, payload: Any) -> None:
         if Path(path).name == "best.pt":
             raise error
         real_save(path, payload)
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save)
+    monkeypatch.setattr(state_module, "save_checkpoint", save)
 
 
 @pytest.mark.parametrize("error", [

@@ -1,4 +1,5 @@
-"""Helpers shared by the tests/test_robustness_*.py files: tiny generated AG News, tiny configs,
+"""Helpers shared by the edge-case suites (fuzzed configs, mirror downloads, unusual predict
+input, hostile files, faults, interrupt and resume): tiny generated AG News, tiny configs,
 and a way to run the real `rnnclf` entry point (in-process or as a subprocess)."""
 
 from __future__ import annotations

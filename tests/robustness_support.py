@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from agnews_support import write_agnews_folder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,10 +50,8 @@ def csv_bytes(rows: list[tuple[str, str, str]]) -> bytes:
 
 
 def write_dataset(folder: Path, train_rows: int = 200, test_rows: int = 40) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "train.csv").write_bytes(csv_bytes(generated_rows(train_rows, seed=1)))
-    (folder / "test.csv").write_bytes(csv_bytes(generated_rows(test_rows, seed=2)))
-    return folder
+    return write_agnews_folder(folder, generated_rows(train_rows, seed=1),
+                               generated_rows(test_rows, seed=2))
 
 
 def tiny_overrides(data_dir: Path, runs_dir: Path, name: str = "tiny", epochs: int = 2,

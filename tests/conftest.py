@@ -2,7 +2,8 @@
 
 Every test runs with RNNCLF_CACHE_DIR, RNNCLF_RUNS_DIR and RNNCLF_DATA_DIR pointing into its own
 tmp_path and with tmp_path as the working directory, so no test reads or writes ~/.cache, ./runs
-of the repository, or anything a developer keeps there.
+of the repository, or anything a developer keeps there: test files need no isolation fixture of
+their own. The generated AG News data comes from agnews_support.py.
 """
 
 from __future__ import annotations

@@ -2,18 +2,18 @@
 
 Every test runs with RNNCLF_CACHE_DIR, RNNCLF_RUNS_DIR and RNNCLF_DATA_DIR pointing into its own
 tmp_path and with tmp_path as the working directory, so no test reads or writes ~/.cache, ./runs
-of the repository, or anything a developer keeps there.
+of the repository, or anything a developer keeps there: test files need no isolation fixture of
+their own. The generated AG News data comes from agnews_support.py.
 """
 
 from __future__ import annotations
 
-import csv
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from agnews_support import make_tiny_agnews
 from kernel_support import KernelCalls
 
 
@@ -25,61 +25,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 SHARED_AG_NEWS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ag_news"
-
-# Words only one class uses (labels 1-4: World, Sports, Business, Sci/Tech), plus shared noise.
-CLASS_WORDS: dict[int, list[str]] = {
-    1: ["president", "minister", "election", "embassy", "troops", "parliament", "rebels",
-        "ceasefire", "diplomats", "refugees", "sanctions", "capital", "protest", "treaty",
-        "border", "militants", "premier", "summit", "ambassador", "coalition"],
-    2: ["football", "coach", "goal", "season", "striker", "tournament", "league", "playoff",
-        "quarterback", "championship", "medal", "olympic", "stadium", "referee", "inning",
-        "pitcher", "tennis", "golf", "racing", "defender"],
-    3: ["shares", "profit", "earnings", "investors", "dividend", "quarterly", "revenue",
-        "merger", "stocks", "oil", "bank", "economy", "inflation", "retailer", "bonds",
-        "analysts", "acquisition", "sales", "markets", "ceo"],
-    4: ["software", "internet", "computer", "microsoft", "linux", "browser", "chip",
-        "wireless", "nasa", "spacecraft", "scientists", "broadband", "google", "virus",
-        "processor", "satellite", "genome", "server", "download", "robot"],
-}
-NOISE_WORDS = ["the", "a", "of", "to", "in", "on", "said", "new", "after", "with", "monday",
-               "tuesday", "week", "report", "year", "first", "over", "two", "reuters", "ap"]
-
-
-def tiny_rows(count: int, seed: int) -> list[tuple[str, str, str]]:
-    """`count` AG News rows (label "1"-"4", title, description), balanced over the classes."""
-    rng = random.Random(seed)
-    rows = []
-    for index in range(count):
-        label = index % 4 + 1
-
-        def words(n: int, label: int = label) -> list[str]:
-            return [rng.choice(CLASS_WORDS[label]) if rng.random() < 0.6
-                    else rng.choice(NOISE_WORDS) for _ in range(n)]
-
-        title = " ".join(words(rng.randint(3, 6))).capitalize()
-        description = " ".join(words(rng.randint(8, 20))) + "."
-        if rng.random() < 0.3:  # rare words, so data.min_freq has something to drop
-            description = f"{rng.choice(NOISE_WORDS)} rare{rng.randint(0, 150)} {description}"
-        if index % 25 == 0:
-            description = description.replace(" the ", " it #39;s the ", 1)
-        rows.append((str(label), title, description))
-    rng.shuffle(rows)
-    return rows
-
-
-def write_agnews_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
-    """The original layout: every field quoted, "" for an embedded quote, LF line ends."""
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows(rows)
-    return path
-
-
-def make_tiny_agnews(folder: Path, train_rows: int = 400, test_rows: int = 80) -> Path:
-    """A folder with train.csv and test.csv that a 16-unit model learns in a few epochs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    write_agnews_csv(folder / "train.csv", tiny_rows(train_rows, seed=1))
-    write_agnews_csv(folder / "test.csv", tiny_rows(test_rows, seed=2))
-    return folder
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Helpers shared by the tests/test_robustness_*.py files: tiny generated AG News, tiny configs,
+"""Helpers shared by the edge-case suites (fuzzed configs, mirror downloads, unusual predict
+input, hostile files, faults, interrupt and resume): tiny generated AG News, tiny configs,
 and a way to run the real `rnnclf` entry point (in-process or as a subprocess)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from agnews_support import write_agnews_folder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,10 +50,8 @@ def csv_bytes(rows: list[tuple[str, str, str]]) -> bytes:
 
 
 def write_dataset(folder: Path, train_rows: int = 200, test_rows: int = 40) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "train.csv").write_bytes(csv_bytes(generated_rows(train_rows, seed=1)))
-    (folder / "test.csv").write_bytes(csv_bytes(generated_rows(test_rows, seed=2)))
-    return folder
+    return write_agnews_folder(folder, generated_rows(train_rows, seed=1),
+                               generated_rows(test_rows, seed=2))
 
 
 def tiny_overrides(data_dir: Path, runs_dir: Path, name: str = "tiny", epochs: int = 2,

@@ -23,13 +23,6 @@ TRAIN = '"1","Rebels","attack the capital"\n"2","Goal","late goal wins the cup"\
 TEST = '"3","Shares","shares fall"\n"4","Chip","new chip unveiled today"\n'
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RNNCLF_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("RNNCLF_AGNEWS_MIRROR", raising=False)
-    monkeypatch.chdir(tmp_path)
-
-
 @pytest.fixture
 def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A local server with tiny train.csv/test.csv whose MD5s stand in for AG News' own."""

@@ -25,13 +25,6 @@ WORDS = {"cats": ["meow", "whiskers", "purr", "kitten"],
          "fish": ["fins", "tank", "gills", "swim"]}
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RNNCLF_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("RNNCLF_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.chdir(tmp_path)
-
-
 def animal_rows(count: int, seed: int) -> list[tuple[str, str, str]]:
     """(label, title, body) rows whose words give the label away."""
     rng = random.Random(seed)

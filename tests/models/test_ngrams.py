@@ -145,12 +145,13 @@ def test_table_rows_shrink_to_the_n_gram_positions_of_the_training_texts() -> No
 
 
 def test_a_small_training_set_saves_its_smaller_table_and_reloads(tmp_path: Path) -> None:
-    from test_speed import tiny_config, write_tiny_agnews
+    from agnews_support import make_keyword_agnews
+    from tiny_support import tiny_config
 
     from rnnclf.runs.checkpoint import load_checkpoint, load_model
     from rnnclf.training.trainer import fit
 
-    config = tiny_config(write_tiny_agnews(tmp_path / "data"), tmp_path / "runs")
+    config = tiny_config(make_keyword_agnews(tmp_path / "data"), tmp_path / "runs")
     config.train.epochs = 1
     messages: list[str] = []
     fit(config, log=lambda *parts: messages.append(" ".join(map(str, parts))))

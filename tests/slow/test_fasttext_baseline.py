@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import random
 from pathlib import Path
 
 import pytest
+from agnews_support import write_agnews_csv
 
 pytest.importorskip("fasttext")
 
@@ -19,12 +19,12 @@ WORDS = {1: ["war", "minister", "election"], 2: ["goal", "match", "coach"],
 
 def _write_csv(path: Path, rows: int) -> None:
     rng = random.Random(1)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, quoting=csv.QUOTE_ALL, lineterminator="\n")
-        for index in range(rows):
-            label = index % 4 + 1
-            words = [rng.choice(WORDS[label]) for _ in range(5)]
-            writer.writerow([label, " ".join(words[:2]), " ".join(words[2:]) + " #39;s"])
+    lines = []
+    for index in range(rows):
+        label = index % 4 + 1
+        words = [rng.choice(WORDS[label]) for _ in range(5)]
+        lines.append((str(label), " ".join(words[:2]), " ".join(words[2:]) + " #39;s"))
+    write_agnews_csv(path, lines)
 
 
 def _load_script():

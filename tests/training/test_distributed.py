@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from agnews_support import make_train_only_agnews as write_tiny_agnews
 
 from rnnclf.config.resume import load_resume_config
 from rnnclf.config.schema import DataConfig
@@ -36,30 +35,11 @@ from rnnclf.training.epoch import LOG_EVERY
 from rnnclf.training.trainer import fit
 
 REPO = Path(__file__).resolve().parents[2]
-WORDS = {1: ["president", "minister", "election", "embassy", "troops", "treaty"],
-         2: ["football", "coach", "goal", "season", "striker", "medal"],
-         3: ["shares", "profit", "earnings", "investors", "dividend", "bank"],
-         4: ["software", "internet", "computer", "linux", "chip", "nasa"]}
-NOISE = ["the", "a", "of", "to", "in", "on", "said", "new"]
 TINY = ["model.embedding_dim=8", "model.pretrained_embeddings=",
         "model.hidden_size=8", "train.batch_size=8",
         "train.eval_batch_size=8", "train.progress=false", "train.device=cpu",
         "data.val_fraction=0.1", "train.early_stopping_patience=0"]
 TIMEOUT = 120  # seconds for one torchrun run before the test gives up (a hang, not a speed check)
-
-
-def write_tiny_agnews(folder: Path, rows: int = 400) -> Path:
-    """An AG News-format train.csv that a tiny model starts to learn within an epoch or two."""
-    rng = random.Random(1)
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "train.csv").open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, quoting=csv.QUOTE_ALL, lineterminator="\n")
-        for index in range(rows):
-            label = index % 4 + 1
-            words = [rng.choice(WORDS[label]) if rng.random() < 0.6 else rng.choice(NOISE)
-                     for _ in range(rng.randint(6, 24))]
-            writer.writerow([str(label), " ".join(words[:4]), " ".join(words[4:])])
-    return folder
 
 
 @pytest.fixture(autouse=True)

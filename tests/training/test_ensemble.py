@@ -140,7 +140,7 @@ def test_ensemble_through_the_cli_eval_predict_and_export(
     script_path, info_path = export_checkpoint(checkpoint, "torchscript", tmp_path / "m.pt")
     info = json.loads(info_path.read_text())
     assert info["ensemble"] == 2
-    from test_export import inputs_from_metadata
+    from export_support import inputs_from_metadata
 
     tokens, lengths = inputs_from_metadata(info, texts)
     _, scripted = torch.jit.load(str(script_path))(tokens, lengths)
@@ -204,7 +204,7 @@ def test_ensemble_mistakes_are_one_line(data_dir: Path, tmp_path: Path,
 def test_exported_ensemble_in_onnxruntime_gives_rnnclf_probabilities(tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from test_export import LABELS, TEXTS, inputs_from_metadata, make_checkpoint
+    from export_support import LABELS, TEXTS, inputs_from_metadata, make_checkpoint
 
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

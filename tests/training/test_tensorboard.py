@@ -17,12 +17,6 @@ from rnnclf.training.trainer import fit
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RNNCLF_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-
-
 def write_data(path: Path, rows: int) -> None:
     rng = random.Random(0)
     words = {"a": ["sun", "hot", "dry"], "b": ["rain", "wet", "cold"]}

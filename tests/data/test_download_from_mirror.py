@@ -73,12 +73,6 @@ def mirror(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mirror]:
     served.close()
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RNNCLF_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-
-
 def trust_generated_files(monkeypatch: pytest.MonkeyPatch) -> None:
     """The canonical MD5s only match the real AG News; let the generated files pass instead."""
     monkeypatch.setitem(agnews.KNOWN_MD5, "train.csv", hashlib.md5(TRAIN).hexdigest())

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 from pathlib import Path
 
 import pytest
 import torch
+from agnews_support import write_agnews_csv
 
 from rnnclf.config import load_config
 from rnnclf.data.text import Vocab
@@ -24,12 +24,12 @@ WORDS = {1: ["war", "minister", "election"], 2: ["goal", "match", "coach"],
 
 def _write_csv(path: Path, rows: int = 200) -> None:
     rng = random.Random(0)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, quoting=csv.QUOTE_ALL, lineterminator="\n")
-        for index in range(rows):
-            label = index % 4 + 1
-            words = [rng.choice(WORDS[label]) for _ in range(6)]
-            writer.writerow([label, " ".join(words[:2]), " ".join(words[2:])])
+    lines = []
+    for index in range(rows):
+        label = index % 4 + 1
+        words = [rng.choice(WORDS[label]) for _ in range(6)]
+        lines.append((str(label), " ".join(words[:2]), " ".join(words[2:])))
+    write_agnews_csv(path, lines)
 
 
 def _write_vectors(path: Path, words: list[str], dim: int = DIM, header: bool = False) -> None:

@@ -29,13 +29,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield root / "runs" / "tiny" / "best.pt"
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RNNCLF_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("RNNCLF_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.chdir(tmp_path)
-
-
 # --- checkpoints that try to run code -------------------------------------------------------
 
 

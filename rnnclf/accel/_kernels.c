@@ -79,9 +79,10 @@ const char *rnnclf_kernels_layout(void) {
 
 /* ---- activations ------------------------------------------------------------------------- */
 
-/* condition ? if_true : if_false, picked by bit masks rather than a branch. With a branch GCC
- * copies the whole exp_poly below into each clamp's path (where it folds to a constant), and a
- * loop holding those paths does not vectorize for AVX2. The value is the same either way. */
+/* condition ? if_true : if_false, picked by bit masks rather than a branch: from a branch GCC
+ * makes a copy of exp_poly for each clamp's path (where it folds to a constant), and only
+ * AVX-512's masked operations let it vectorize a loop holding such paths, so the AVX2 and
+ * baseline clones ran their gate loops one value at a time. The masks pick the same value. */
 INLINE float select_float(int condition, float if_true, float if_false) {
     int32_t t, f;
     memcpy(&t, &if_true, sizeof t);

@@ -80,9 +80,24 @@ const char *rnnclf_kernels_layout(void) {
 
 /* ---- activations ------------------------------------------------------------------------- */
 
+/* condition ? if_true : if_false, picked by bit masks rather than a branch: from a branch GCC
+ * makes a copy of exp_poly for each clamp's path (where it folds to a constant), and only
+ * AVX-512's masked operations let it vectorize a loop holding such paths, so the AVX2 and
+ * baseline clones ran their gate loops one value at a time. The masks pick the same value. */
+INLINE float select_float(int condition, float if_true, float if_false) {
+    int32_t t, f;
+    memcpy(&t, &if_true, sizeof t);
+    memcpy(&f, &if_false, sizeof f);
+    const int32_t mask = -condition; /* all ones or all zeros */
+    const int32_t bits = (t & mask) | (f & ~mask);
+    float out;
+    memcpy(&out, &bits, sizeof out);
+    return out;
+}
+
 INLINE float exp_poly(float x) {
-    x = x < -87.0f ? -87.0f : x; /* keeps 2^k a normal float; e^-87 ~ 1.6e-38 */
-    x = x > 88.0f ? 88.0f : x;
+    x = select_float(x < -87.0f, -87.0f, x); /* keeps 2^k a normal float; e^-87 ~ 1.6e-38 */
+    x = select_float(x > 88.0f, 88.0f, x);
     /* k = round(x / ln 2) by the 1.5 * 2^23 trick (default rounding, no libm call). */
     const float magic = 12582912.0f;
     float k = (x * 1.44269504088896341f + magic) - magic;

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from agnews_support import make_tiny_agnews
 from kernel_support import KernelCalls
+from robustness_support import write_dataset
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -97,3 +98,12 @@ def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> KernelCalls:
     counter = KernelCalls(kernels.KERNELS)
     monkeypatch.setattr(kernels, "KERNELS", counter)
     return counter
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A small AG News folder (robustness_support.write_dataset: 200 train / 40 test rows), with
+    the cache and the working directory inside tmp_path."""
+    monkeypatch.setenv("RNNCLF_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    return write_dataset(tmp_path / "data")

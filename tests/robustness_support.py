@@ -54,6 +54,10 @@ def write_dataset(folder: Path, train_rows: int = 200, test_rows: int = 40) -> P
                                generated_rows(test_rows, seed=2))
 
 
+def quiet(*_: object) -> None:
+    """A log that prints nothing (fit(..., log=quiet))."""
+
+
 def tiny_overrides(data_dir: Path, runs_dir: Path, name: str = "tiny", epochs: int = 2,
                    **extra: object) -> list[str]:
     """Overrides for a model that trains in well under a second per epoch on 2 CPU cores."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from robustness_support import subprocess_env, tiny_overrides, write_dataset
+from robustness_support import quiet, subprocess_env, tiny_overrides, write_dataset
 
 from rnnclf.config import load_config
 from rnnclf.config.resume import load_resume_config
@@ -30,10 +30,6 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RNNCLF_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     return write_dataset(tmp_path / "data", train_rows=400)
-
-
-def quiet(*_: Any) -> None:
-    pass
 
 
 def previous_run(data_dir: Path, runs: Path) -> dict[str, bytes]:

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import torch
 from robustness_support import (
+    quiet,
     run_cli,
     subprocess_env,
     tiny_overrides,
-    write_dataset,
 )
 
 from rnnclf.config import load_config
@@ -31,17 +31,6 @@ from rnnclf.training.trainer import fit
 
 TIMING_KEYS = {"seconds", "samples_per_s"}
 STEPS_PER_EPOCH = 23  # 180 training rows in batches of 8
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("RNNCLF_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    return write_dataset(tmp_path / "data")
-
-
-def quiet(*_: Any) -> None:
-    pass
 
 
 def signal_at_steps(monkeypatch: pytest.MonkeyPatch, when: dict[int, list[int]]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from robustness_support import run_cli, tiny_overrides, write_dataset
+from robustness_support import quiet, run_cli, tiny_overrides
 
 from rnnclf.config import load_config
 from rnnclf.config.resume import load_resume_config
@@ -26,17 +26,6 @@ from rnnclf.training.trainer import fit
 
 resource = pytest.importorskip("resource")  # POSIX only (RLIMIT_FSIZE)
 STEPS_PER_EPOCH = 23
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("RNNCLF_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    return write_dataset(tmp_path / "data")
-
-
-def quiet(*_: Any) -> None:
-    pass
 
 
 def finite(path: Path) -> bool:

@@ -81,10 +81,25 @@ def main() -> None:
         args.out.write_text(json.dumps(result, indent=1, sort_keys=True))
     if args.compare:
         before = json.loads(args.compare.read_text())
-        same = {key: before[key] == result[key] for key in ("metrics", "test", "predictions")}
+        added: set[str] = set()
+        same = {key: before[key] == _as_before(before[key], result[key], added)
+                for key in ("metrics", "test", "predictions")}
         print("identical:", json.dumps(same))
+        if added:  # a new figure is no change of behaviour; every old one is compared
+            print("new fields (not in the fingerprint compared with):", ", ".join(sorted(added)))
         if not all(same.values()):
             sys.exit(1)
+
+
+def _as_before(before: object, after: object, added: set[str]) -> object:
+    """`after` less the dict keys that `before` lacks (noted in `added`), at any depth."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        added.update(str(key) for key in after if key not in before)
+        return {key: _as_before(before[key], value, added) for key, value in after.items()
+                if key in before}
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [_as_before(old, new, added) for old, new in zip(before, after)]
+    return after
 
 
 if __name__ == "__main__":

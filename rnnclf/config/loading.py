@@ -69,8 +69,52 @@ def _check_limits(key: str, value: Any, shown: str, meta: dict[str, Any]) -> Non
         raise RnnclfError(f"{key}: {shown} is not allowed; it must be {bound}")
 
 
+def _number(item: Any) -> float | None:
+    """A YAML number (or 3e-3-style text, which YAML 1.1 reads as text) as a float, else None."""
+    if isinstance(item, str) and (_SCIENTIFIC.fullmatch(item.strip())
+                                  or re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)", item.strip())):
+        item = float(item)
+    if isinstance(item, bool) or not isinstance(item, (int, float)):
+        return None
+    return float(item) if abs(item) < 1e300 else float("inf")  # float(10**400) overflows
+
+
+def _class_weights(key: str, value: Any) -> str | list[float]:
+    """optim.class_weights: none, balanced, or a list of weights (one per class, checked against
+    the data when training starts); `1,19` without brackets is a list too."""
+    shown = repr(value)
+    fix = "use none, balanced, or one weight per class in label order, e.g. [1, 19]"
+    if value is None:
+        return "none"
+    if isinstance(value, str) and "," not in value:
+        if value.strip() in ("none", "balanced"):
+            return value.strip()
+        hint = _did_you_mean(value.strip(), ["none", "balanced"])
+        raise RnnclfError(f"{key}: {shown} is not allowed; {fix}{hint}")
+    if isinstance(value, str):
+        value = value.strip().strip("[]").split(",")
+    if not isinstance(value, list):
+        raise RnnclfError(f"{key}: {shown} is not allowed; {fix}")
+    weights = [_number(item) for item in value]
+    if len(weights) < 2 or any(weight is None for weight in weights):
+        raise RnnclfError(f"{key}: {shown} is not allowed; {fix}")
+    checked = [weight for weight in weights if weight is not None]
+    if not all(0 <= weight < float("inf") for weight in checked):
+        raise RnnclfError(f"{key}: {shown} is not allowed; every weight must be a finite number "
+                          ">= 0 (e.g. [1, 19])")
+    if not any(checked):
+        raise RnnclfError(f"{key}: {shown} is not allowed; at least one weight must be above 0")
+    return checked
+
+
+# Fields whose values are not one scalar: their own check instead of type and limits.
+_OWN_CHECK = {"optim.class_weights": _class_weights}
+
+
 def _coerce(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any:
     """Check one value against its field's type and limits; return it in the field's type."""
+    if key in _OWN_CHECK:
+        return _OWN_CHECK[key](key, value)
     coerced = _coerce_type(key, value, kind)
     _check_limits(key, coerced, repr(value), meta)
     return coerced

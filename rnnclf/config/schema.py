@@ -120,6 +120,11 @@ class OptimConfig:
         True, "AdamW only: update just the rows of the word and n-gram tables that a batch "
         "uses (SparseAdam) instead of all of them every step (docs/accuracy.md)"
     )
+    class_weights: str | list = param(
+        "none", "weight of each class in the loss: none, balanced (n_samples / (n_classes * "
+        "count) over the training split, as scikit-learn), or one number per class in label "
+        "order, e.g. [1, 19] (docs/imbalance.md)"
+    )
 
 
 @dataclass
@@ -136,7 +141,8 @@ class TrainConfig:
     )
     select_by: str = param("accuracy", "which val figure picks best.pt and drives early "
                            "stopping: accuracy (higher), or loss (lower; smoother on a small "
-                           "val split)", choices=("accuracy", "loss"))
+                           "val split), or macro_f1 (higher; for imbalanced classes)",
+                           choices=("accuracy", "loss", "macro_f1"))
     seed: int = param(0, "seed of initialisation, shuffling and dropout", min=0)
     ensemble: int = param(1, "train this many models one after another (seeds seed, "
                           "seed+1000, ...) and average their probabilities", min=1, max=16)

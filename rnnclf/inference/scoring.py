@@ -1,4 +1,5 @@
-"""A model's logits for a whole split, and its mean loss and accuracy there (no gradients)."""
+"""A model's logits for a whole split, and its mean loss, accuracy and macro-F1 there (no
+gradients)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from torch import nn
 
 from rnnclf.data.batches import eval_batches, eval_order
 from rnnclf.data.dataset import EncodedSplit
+from rnnclf.inference.metrics import confusion_matrix, macro_f1
 
 
 @torch.inference_mode()
@@ -26,9 +28,11 @@ def predict_split(model: nn.Module, split: EncodedSplit, batch_size: int, max_le
 
 def evaluate(model: nn.Module, split: EncodedSplit, batch_size: int, max_length: int,
              device: torch.device) -> dict[str, float]:
-    """Mean cross-entropy loss and accuracy over `split` (one process; under DDP the trainer
-    shares the rows out with rnnclf.training.distributed.evaluate_sharded)."""
+    """Mean cross-entropy loss, accuracy and macro-F1 over `split` (one process; under DDP the
+    trainer shares the rows out with rnnclf.training.distributed.evaluate_sharded)."""
     logits, labels = predict_split(model, split, batch_size, max_length, device)
     loss = F.cross_entropy(logits, labels).item()
-    accuracy = (logits.argmax(1) == labels).double().mean().item()
-    return {"loss": loss, "accuracy": accuracy}
+    predictions = logits.argmax(1)
+    accuracy = (predictions == labels).double().mean().item()
+    matrix = confusion_matrix(labels, predictions, logits.shape[1])
+    return {"loss": loss, "accuracy": accuracy, "macro_f1": macro_f1(matrix)}

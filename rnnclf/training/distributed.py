@@ -29,6 +29,7 @@ from torch import nn
 from rnnclf.data.batches import collate, eval_order
 from rnnclf.data.dataset import EncodedSplit
 from rnnclf.errors import RnnclfError, RunFailed
+from rnnclf.inference.metrics import confusion_matrix, macro_f1
 
 T = TypeVar("T")
 
@@ -223,25 +224,32 @@ def wrap_model(model: nn.Module, context: DistContext) -> nn.Module:
 
 @torch.inference_mode()
 def evaluate_sharded(model: nn.Module, split: EncodedSplit, batch_size: int, max_length: int,
-                     context: DistContext) -> dict[str, float]:
-    """Mean loss and accuracy over the whole `split`, shared out over the ranks.
+                     context: DistContext, num_classes: int) -> dict[str, float]:
+    """Mean loss, accuracy and macro-F1 over the whole `split`, shared out over the ranks.
 
     The batches are those of a single-process evaluation (length order, `batch_size` rows); rank r
-    scores batches r, r + world_size, ... and the sums are all-reduced, so every rank gets the
-    numbers one process would compute for the same weights.
+    scores batches r, r + world_size, ... and the sums (and the confusion matrix, for macro-F1)
+    are all-reduced, so every rank gets the numbers one process would compute for the same
+    weights.
     """
     model.eval()
-    sums = torch.zeros(3, dtype=torch.float64, device=context.device)  # loss sum, correct, rows
+    # loss sum, correct, rows, then the (C, C) confusion matrix flattened; float64 counts are
+    # exact below 2**53.
+    sums = torch.zeros(3 + num_classes * num_classes, dtype=torch.float64, device=context.device)
     batches = eval_order(split, max_length).split(batch_size)
     for indices in batches[context.rank::context.world_size]:
         batch = collate(split, indices, max_length).to(context.device)
         logits = model(batch.tokens, batch.lengths).float()  # (B, C)
+        predictions = logits.argmax(1)
         sums[0] += F.cross_entropy(logits, batch.labels, reduction="sum").double()
-        sums[1] += (logits.argmax(1) == batch.labels).sum()
+        sums[1] += (predictions == batch.labels).sum()
         sums[2] += len(batch.labels)
+        sums[3:] += confusion_matrix(batch.labels, predictions, num_classes).flatten()
     context.all_reduce_sum(sums)
-    loss_sum, correct, rows = sums.tolist()
-    return {"loss": loss_sum / max(1.0, rows), "accuracy": correct / max(1.0, rows)}
+    loss_sum, correct, rows = sums[:3].tolist()
+    matrix = sums[3:].view(num_classes, num_classes).cpu()
+    return {"loss": loss_sum / max(1.0, rows), "accuracy": correct / max(1.0, rows),
+            "macro_f1": macro_f1(matrix)}
 
 
 def dump_state_for_tests(model: nn.Module, context: DistContext) -> None:

@@ -23,7 +23,7 @@ import yaml
 
 from rnnclf.config import Config, from_dict, from_saved_dict, to_yaml
 from rnnclf.config.resume import load_resume_config, resume_overrides_applied
-from rnnclf.data.dataset import prepare_training_data, resolve_data_dir
+from rnnclf.data.dataset import TrainingData, prepare_training_data, resolve_data_dir
 from rnnclf.data.word_vectors import extra_vocabulary
 from rnnclf.device import resolve_device
 from rnnclf.errors import Interrupted, RnnclfError, RunFailed
@@ -32,6 +32,7 @@ from rnnclf.models.classifier import count_parameters
 from rnnclf.runs.atomic import atomic_write_text, write_json
 from rnnclf.runs.checkpoint import load_checkpoint, load_model, save_checkpoint
 from rnnclf.runs.folder import RunFolder, claim_run_folder, run_directory
+from rnnclf.training.class_weights import resolve_class_weights
 from rnnclf.training.trainer import fit
 
 CONFIG_FILE = "config.yaml"
@@ -139,6 +140,8 @@ def _assemble(config: Config, run_dir: Path, members: list[Path], started: float
         "label_names": first["label_names"], "model_state": state,
         "members": [str(folder.name) for folder in members]})
     member_records = [{"best_val_acc": float(payload["progress"]["best_val_acc"]),
+                       "best_val_macro_f1": float(payload["progress"].get("best_val_macro_f1",
+                                                                          -1.0)),
                        "best_epoch": int(payload["progress"]["best_epoch"])}
                       for payload in payloads]
     vocab_size = len(first["vocab"])
@@ -151,6 +154,8 @@ def _assemble(config: Config, run_dir: Path, members: list[Path], started: float
     summary = {
         "run_dir": str(run_dir), "ensemble": len(members),
         "best_val_acc": val["accuracy"], "val_loss": val["loss"],
+        "val_macro_f1": val["macro_f1"],
+        "class_weights": _resolved_class_weights(config, data),
         "members": [{"run_dir": str(folder), "seed": member_seed(config.train.seed, index + 1),
                      **record} for index, (folder, record) in enumerate(zip(members,
                                                                              member_records))],
@@ -167,6 +172,13 @@ def _assemble(config: Config, run_dir: Path, members: list[Path], started: float
         log(f"removed the members' last.pt files ({freed / 2**20:.0f} MiB): best.pt holds "
             "their weights")
     return summary
+
+
+def _resolved_class_weights(config: Config, data: TrainingData) -> dict[str, float] | None:
+    """The weights every member trained with (the same training split, so the same numbers)."""
+    weights = resolve_class_weights(config.optim.class_weights, data.train.labels,
+                                    data.label_names)
+    return None if weights is None else dict(zip(data.label_names, weights))
 
 
 def _remove_member_resume_states(members: list[Path]) -> int:

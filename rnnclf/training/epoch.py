@@ -125,10 +125,13 @@ class EpochResult:
     samples_per_s: float  # samples trained by this call over its wall time (all ranks)
 
 
-def _forward_loss(model: nn.Module, batch: Batch, label_smoothing: float
+def _forward_loss(model: nn.Module, batch: Batch, label_smoothing: float,
+                  class_weights: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     logits = model(batch.tokens, batch.lengths)  # (B, C)
-    loss = F.cross_entropy(logits, batch.labels, label_smoothing=label_smoothing)
+    # class_weights (C,): optim.class_weights; the mean is then over the rows' weights.
+    loss = F.cross_entropy(logits, batch.labels, weight=class_weights,
+                           label_smoothing=label_smoothing)
     return loss, logits
 
 
@@ -148,6 +151,7 @@ class EpochRunner:
     stop: StopSignal = field(default_factory=StopSignal)
     tensorboard: TensorBoardLog | None = None
     show_progress: bool = False
+    class_weights: torch.Tensor | None = None  # (C,) on the device: optim.class_weights resolved
 
     def train_one_epoch(self, split: EncodedSplit, progress: Progress, total_steps: int
                         ) -> EpochResult:
@@ -176,7 +180,8 @@ class EpochRunner:
                     group["lr"] = lr
                 # Forward pass and loss (under autocast for bf16/fp16).
                 with autocast_context(config.train.precision, self.device):
-                    loss, logits = _forward_loss(self.model, batch, config.optim.label_smoothing)
+                    loss, logits = _forward_loss(self.model, batch, config.optim.label_smoothing,
+                                                 self.class_weights)
                 optimizer.zero_grad(set_to_none=True)
                 # The batch is used up whatever happens next: a resume skips it.
                 progress.step_in_epoch += 1

@@ -31,6 +31,7 @@ class Progress:
     global_step: int = 0
     best_val_acc: float = -1.0  # val accuracy of the best epoch (chosen by train.select_by)
     best_val_loss: float = float("inf")  # val loss of the best epoch
+    best_val_macro_f1: float = -1.0  # val macro-F1 of the best epoch
     best_epoch: int = -1
     epochs_without_improvement: int = 0
     skipped_steps: int = 0  # steps of this epoch skipped for a non-finite loss or gradient

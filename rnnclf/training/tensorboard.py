@@ -17,13 +17,13 @@ from rnnclf.errors import RnnclfError
 INSTALL_HINT = "pip install 'rnnclf[tensorboard]'"
 FOLDER = "tb"
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "samples_per_s",
-                 "seconds")
+                 "seconds", "val_macro_f1")
 
 
 def flat_hparams(config: Config) -> dict[str, bool | int | float | str]:
     """{'model.cell': 'gru', ...}: the values TensorBoard's hparams plugin accepts."""
-    return {f"{section}.{key}": value for section, values in config.to_dict().items()
-            for key, value in values.items()}
+    return {f"{section}.{key}": str(value) if isinstance(value, list) else value
+            for section, values in config.to_dict().items() for key, value in values.items()}
 
 
 class TensorBoardLog:

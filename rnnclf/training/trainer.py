@@ -26,6 +26,7 @@ from rnnclf.models.classifier import count_parameters
 from rnnclf.models.ngrams import ngram_table_rows
 from rnnclf.runs.checkpoint import load_checkpoint
 from rnnclf.runs.folder import RunFolder, claim_run_folder, run_directory
+from rnnclf.training.class_weights import describe_class_weights, resolve_class_weights
 from rnnclf.training.distributed import (
     SINGLE,
     DistContext,
@@ -74,6 +75,7 @@ class Trainer:
     files: RunFiles  # what the run writes (rank 0 only)
     started: float  # perf_counter() when the data started loading
     data: TrainingData
+    class_weights: list[float] | None  # optim.class_weights resolved on the training split
     model: nn.Module  # plain: its state_dict() has no DDP prefix; evaluation uses it
     train_model: nn.Module  # the model wrapped in DDP under torchrun
     optimizer: torch.optim.Optimizer | OptimizerGroup
@@ -116,6 +118,7 @@ class Trainer:
         seed_everything(config.train.seed)
         self.started = time.perf_counter()
         self.data = self._load_data()
+        self.class_weights = self._resolve_class_weights()
         if resume_state is None:  # a resumed run keeps the n-gram table size it saved
             self._fit_ngram_table()
         self.model = self._build_model()
@@ -182,6 +185,15 @@ class Trainer:
                  + (f", {data.skipped_rows} bad rows skipped" if data.skipped_rows else "")
                  + f" ({time.perf_counter() - self.started:.1f} s)")
         return data
+
+    def _resolve_class_weights(self) -> list[float] | None:
+        """optim.class_weights as numbers (balanced: from the training split's counts)."""
+        spec, names = self.config.optim.class_weights, self.data.label_names
+        weights = resolve_class_weights(spec, self.data.train.labels, names)
+        if weights is not None:
+            source = "balanced, from the training split" if spec == "balanced" else "as given"
+            self.log(f"class weights ({source}): {describe_class_weights(weights, names)}")
+        return weights
 
     def _fit_ngram_table(self) -> None:
         """A table no larger than the n-gram positions of the training split."""
@@ -265,8 +277,11 @@ class Trainer:
         """Epochs until train.epochs, an early stop or a signal (which saves, then raises)."""
         config, progress = self.config, self.progress
         self.tensorboard = self.files.open_tensorboard(config, progress.global_step)
+        weights = (None if self.class_weights is None else
+                   torch.tensor(self.class_weights, dtype=torch.float32, device=self.device))
         runner = EpochRunner(self.train_model, self.optimizer, config, self.device, self.scaler,
-                             self.dist, self.stop, self.tensorboard, self.show_progress)
+                             self.dist, self.stop, self.tensorboard, self.show_progress,
+                             class_weights=weights)
         closing = (contextlib.closing(self.tensorboard) if self.tensorboard is not None
                    else contextlib.nullcontext())
         with self.stop.installed(), closing:
@@ -286,11 +301,12 @@ class Trainer:
         self.dist.barrier()  # all ranks leave together, once rank 0 has written its files
 
     def _validate(self) -> dict[str, float]:
-        """Val loss and accuracy; under DDP each rank scores a share, all get the whole split's."""
+        """Val loss, accuracy and macro-F1; under DDP each rank scores a share, all get the whole
+        split's."""
         train, max_length = self.config.train, self.config.data.max_length
         if self.dist.enabled:
             return evaluate_sharded(self.model, self.data.val, train.eval_batch_size, max_length,
-                                    self.dist)
+                                    self.dist, len(self.data.label_names))
         return evaluate(self.model, self.data.val, train.eval_batch_size, max_length,
                         self.device)
 
@@ -323,7 +339,8 @@ class Trainer:
             self.tensorboard.log_epoch(record)
         self.log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc "
                  f"{record['train_acc']:.4f} | val loss {record['val_loss']:.4f} acc "
-                 f"{record['val_acc']:.4f}{' *' if improved else ''} | "
+                 f"{record['val_acc']:.4f} macro-F1 {record['val_macro_f1']:.4f}"
+                 f"{' *' if improved else ''} | "
                  f"{record['samples_per_s']:.0f} samples/s, {record['seconds']:.1f} s")
         return self._early_stop()
 
@@ -335,7 +352,7 @@ class Trainer:
             "epoch": progress.epoch + 1, "step": progress.global_step,
             "train_loss": totals.loss_sum.item() / max(1, totals.seen),
             "train_acc": totals.correct.item() / max(1, totals.seen),
-            "val_loss": val["loss"], "val_acc": val["accuracy"],
+            "val_loss": val["loss"], "val_acc": val["accuracy"], "val_macro_f1": val["macro_f1"],
             "lr": learning_rate(max(0, progress.global_step - 1), self.total_steps,
                                 self.config.optim),
             "seconds": time.perf_counter() - epoch_started,
@@ -352,14 +369,17 @@ class Trainer:
 
     def _select_best(self, val: dict[str, float]) -> bool:
         """Whether this epoch is the best so far (by train.select_by); progress notes it."""
-        progress = self.progress
-        if self.config.train.select_by == "loss":
+        progress, select_by = self.progress, self.config.train.select_by
+        if select_by == "loss":
             improved = val["loss"] < progress.best_val_loss
+        elif select_by == "macro_f1":
+            improved = val["macro_f1"] > progress.best_val_macro_f1
         else:
             improved = val["accuracy"] > progress.best_val_acc
         if improved:
             progress.best_val_acc, progress.best_epoch = val["accuracy"], progress.epoch + 1
             progress.best_val_loss = val["loss"]
+            progress.best_val_macro_f1 = val["macro_f1"]
             progress.epochs_without_improvement = 0
         else:
             progress.epochs_without_improvement += 1
@@ -404,20 +424,26 @@ class Trainer:
         progress, data, config = self.progress, self.data, self.config
         summary = {
             "run_dir": str(self.run_dir), "best_epoch": progress.best_epoch,
-            "best_val_acc": progress.best_val_acc, "epochs_run": progress.epoch,
+            "best_val_acc": progress.best_val_acc,
+            "best_val_macro_f1": progress.best_val_macro_f1, "epochs_run": progress.epoch,
             "stopped_early": self.stopped_early, "global_step": progress.global_step,
             "parameters": count_parameters(self.model), "vocab_size": len(data.vocab),
             "pretrained_coverage": progress.pretrained_coverage,
             "train_rows": len(data.train), "val_rows": len(data.val),
             "skipped_rows": data.skipped_rows, "device": str(self.device),
+            "class_weights": (None if self.class_weights is None else
+                              dict(zip(data.label_names, self.class_weights))),
             "seconds": time.perf_counter() - self.started,
             "epochs": self.files.metrics(),
         }
         self.files.write_summary(summary, self.log)
-        chosen_by = (f"best val loss {progress.best_val_loss:.4f} (accuracy "
-                     f"{progress.best_val_acc:.4f}, epoch {progress.best_epoch})"
-                     if config.train.select_by == "loss" else
-                     f"best val accuracy {progress.best_val_acc:.4f} (epoch {progress.best_epoch})")
+        chosen_by = {
+            "loss": f"best val loss {progress.best_val_loss:.4f} (accuracy "
+                    f"{progress.best_val_acc:.4f}, epoch {progress.best_epoch})",
+            "macro_f1": f"best val macro-F1 {progress.best_val_macro_f1:.4f} (accuracy "
+                        f"{progress.best_val_acc:.4f}, epoch {progress.best_epoch})",
+        }.get(config.train.select_by,
+              f"best val accuracy {progress.best_val_acc:.4f} (epoch {progress.best_epoch})")
         self.log(f"{chosen_by}; checkpoint {self.run_dir / 'best.pt'}")
         return summary
 

@@ -123,9 +123,10 @@ def test_sharded_evaluation_sums_match_single_process_evaluate(tmp_path: Path) -
     torch.manual_seed(0)
     model = build_model(ModelConfig(embedding_dim=8, hidden_size=8), len(data.vocab), 4)
     one = evaluate(model, data.val, 7, 64, torch.device("cpu"))
-    sharded = evaluate_sharded(model, data.val, 7, 64, DistContext())
+    sharded = evaluate_sharded(model, data.val, 7, 64, DistContext(), num_classes=4)
     assert sharded["accuracy"] == pytest.approx(one["accuracy"], abs=1e-12)
     assert sharded["loss"] == pytest.approx(one["loss"], rel=1e-5)
+    assert sharded["macro_f1"] == pytest.approx(one["macro_f1"], abs=1e-12)
 
 
 def test_nproc_refuses_to_nest_inside_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:

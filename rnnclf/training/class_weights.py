@@ -10,6 +10,7 @@ King & Zeng, "Logistic Regression in Rare Events Data", 2001).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from rnnclf.errors import RnnclfError
 
@@ -53,3 +54,21 @@ def resolve_class_weights(spec: str | list[float], labels: torch.Tensor,
 def describe_class_weights(weights: list[float], label_names: list[str]) -> str:
     """'neg 0.5263, pos 10.0000' for the log."""
     return ", ".join(f"{name} {weight:.4f}" for name, weight in zip(label_names, weights))
+
+
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                           class_weights: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Each row's label-smoothed cross-entropy times its true class's weight, averaged over those
+    weights: logits (B, C), labels (B,), class_weights (C,) -> a 0-d loss.
+
+    Without label smoothing this is `F.cross_entropy(weight=class_weights)`. With it, that call
+    also weighs each row's smoothing term by every class's weight (pytorch/pytorch#104776): at
+    95/5 with balanced weights (0.53, 10) and label_smoothing 0.1, the smoothing alone pulls
+    every majority row to about 50% minority, and the model cannot learn the majority class
+    (docs/imbalance.md). Weighing whole rows is scikit-learn's and Keras' class_weight.
+    """
+    per_row = F.cross_entropy(logits, labels, reduction="none",
+                              label_smoothing=label_smoothing)  # (B,)
+    row_weights = class_weights[labels]  # (B,)
+    # A batch whose rows all weigh 0 adds nothing (instead of 0 / 0).
+    return (per_row * row_weights).sum() / row_weights.sum().clamp(min=1e-12)

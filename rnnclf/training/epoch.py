@@ -19,6 +19,7 @@ from rnnclf.data.dataset import EncodedSplit
 from rnnclf.data.prefetch import prefetch
 from rnnclf.device import autocast_context
 from rnnclf.errors import RunFailed
+from rnnclf.training.class_weights import weighted_cross_entropy
 from rnnclf.training.distributed import SINGLE, DistContext
 from rnnclf.training.optimizers import OptimizerGroup, clip_grad_norm
 from rnnclf.training.schedule import learning_rate
@@ -129,9 +130,10 @@ def _forward_loss(model: nn.Module, batch: Batch, label_smoothing: float,
                   class_weights: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     logits = model(batch.tokens, batch.lengths)  # (B, C)
-    # class_weights (C,): optim.class_weights; the mean is then over the rows' weights.
-    loss = F.cross_entropy(logits, batch.labels, weight=class_weights,
-                           label_smoothing=label_smoothing)
+    if class_weights is not None:  # (C,): optim.class_weights
+        return weighted_cross_entropy(logits, batch.labels, class_weights,
+                                      label_smoothing), logits
+    loss = F.cross_entropy(logits, batch.labels, label_smoothing=label_smoothing)
     return loss, logits
 
 

@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from robustness_support import tiny_overrides, write_dataset
 
 from rnnclf.config import load_config, to_yaml
+from rnnclf.config.resume import load_resume_config
 from rnnclf.errors import RnnclfError
+from rnnclf.runs.atomic import read_jsonl
 from rnnclf.training.class_weights import (
     balanced_weights,
     class_counts,
@@ -187,3 +189,22 @@ def test_weights_change_training_and_none_keeps_the_unweighted_loss(
     unweighted = final_loss("none", "none")
     assert final_loss("equal", "[1, 1, 1, 1]") == pytest.approx(unweighted, rel=1e-6)
     assert final_loss("skewed", "[1, 1, 1, 20]") != pytest.approx(unweighted, rel=1e-3)
+
+
+def test_a_weighted_run_chosen_by_macro_f1_resumes(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "data")
+    run = tmp_path / "runs" / "tiny"
+    first = fit(load_config(None, tiny_overrides(
+        data, tmp_path / "runs", epochs=1,
+        **{"optim.class_weights": "balanced", "train.select_by": "macro_f1"})),
+        log=lambda *_: None)
+    with pytest.raises(RnnclfError, match="optim.class_weights cannot change"):
+        load_resume_config(run, ["optim.class_weights=none"])
+    lines: list[str] = []
+    summary = fit(load_resume_config(run, ["train.epochs=2"]), resume_dir=run, log=lines.append)
+    assert any(line.startswith("resuming") for line in lines)
+    records = read_jsonl(run / "metrics.jsonl")
+    assert [record["epoch"] for record in records] == [1, 2] == [
+        record["epoch"] for record in summary["epochs"]]
+    assert summary["best_val_macro_f1"] == max(record["val_macro_f1"] for record in records)
+    assert summary["class_weights"] == first["class_weights"]

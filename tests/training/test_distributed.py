@@ -39,6 +39,8 @@ TINY = ["model.embedding_dim=8", "model.pretrained_embeddings=",
         "model.hidden_size=8", "train.batch_size=8",
         "train.eval_batch_size=8", "train.progress=false", "train.device=cpu",
         "data.val_fraction=0.1", "train.early_stopping_patience=0"]
+# ddp_run also weighs the classes and picks best.pt by macro-F1 (an all-reduced confusion matrix).
+WEIGHTED = ["optim.class_weights=[1, 2, 3, 4]", "train.select_by=macro_f1"]
 TIMEOUT = 120  # seconds for one torchrun run before the test gives up (a hang, not a speed check)
 
 
@@ -147,12 +149,21 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
                "--master_addr=127.0.0.1", f"--master_port={free_port()}", "-m", "rnnclf",
                "train", f"data.dir={data}", f"train.runs_dir={root / 'runs'}", "train.name=ddp",
-               "train.epochs=2", *TINY]
+               "train.epochs=2", *TINY, *WEIGHTED]
     done = subprocess.run(command, env=env, cwd=root, capture_output=True, text=True,
                           timeout=TIMEOUT)
     assert done.returncode == 0, done.stdout + done.stderr
     return {"root": root, "run": root / "runs" / "ddp", "env": env, "stdout": done.stdout,
             "data": data}
+
+
+def test_class_weights_and_macro_f1_on_the_data_parallel_path(ddp_run: dict) -> None:
+    assert ddp_run["stdout"].count("class weights (as given): World 1.0000, Sports 2.0000") == 1
+    summary = json.loads((ddp_run["run"] / "summary.json").read_text())
+    assert summary["class_weights"] == {"World": 1.0, "Sports": 2.0, "Business": 3.0,
+                                        "Sci/Tech": 4.0}
+    records = [json.loads(line) for line in (ddp_run["run"] / "metrics.jsonl").open()]
+    assert summary["best_val_macro_f1"] == max(record["val_macro_f1"] for record in records)
 
 
 def test_ranks_end_with_identical_parameters(ddp_run: dict) -> None:
@@ -194,6 +205,8 @@ def test_reported_validation_equals_a_single_process_eval(ddp_run: dict) -> None
                       torch.device("cpu"))
     assert last["val_loss"] == pytest.approx(single["loss"], rel=1e-5)
     assert last["val_acc"] == pytest.approx(single["accuracy"], abs=1e-12)
+    assert last["val_macro_f1"] == pytest.approx(single["macro_f1"], abs=1e-12)
+    assert last["val_macro_f1"] == pytest.approx(report["macro_f1"], abs=1e-12)
 
 
 def test_sigint_stops_all_ranks_with_last_pt_and_resume_finishes(tmp_path: Path) -> None:

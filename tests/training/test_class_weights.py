@@ -208,3 +208,27 @@ def test_a_weighted_run_chosen_by_macro_f1_resumes(tmp_path: Path) -> None:
         record["epoch"] for record in summary["epochs"]]
     assert summary["best_val_macro_f1"] == max(record["val_macro_f1"] for record in records)
     assert summary["class_weights"] == first["class_weights"]
+
+
+def test_ensemble_members_train_with_the_weights_and_the_summary_records_them(
+        tmp_path: Path) -> None:
+    from rnnclf.inference.evaluate import evaluate_checkpoint
+    from rnnclf.runs.checkpoint import load_checkpoint
+    from rnnclf.training.ensemble import fit_ensemble
+
+    data = write_dataset(tmp_path / "data")
+    config = load_config(None, tiny_overrides(
+        data, tmp_path / "runs", name="ens", epochs=1,
+        **{"train.ensemble": 2, "optim.class_weights": "[1, 2, 3, 4]",
+           "train.select_by": "macro_f1"}))
+    summary = fit_ensemble(config, log=lambda *_: None)
+    run = tmp_path / "runs" / "ens"
+    for index in (1, 2):
+        member = json.loads((run / f"member_{index}" / "summary.json").read_text())
+        assert list(member["class_weights"].values()) == [1.0, 2.0, 3.0, 4.0]
+        saved = load_checkpoint(run / f"member_{index}" / "best.pt")["config"]["optim"]
+        assert saved["class_weights"] == [1.0, 2.0, 3.0, 4.0]
+        assert summary["members"][index - 1]["best_val_macro_f1"] == member["best_val_macro_f1"]
+    assert list(summary["class_weights"].values()) == [1.0, 2.0, 3.0, 4.0]
+    report = evaluate_checkpoint(run / "best.pt", split="val", write=False)
+    assert summary["val_macro_f1"] == pytest.approx(report["macro_f1"])

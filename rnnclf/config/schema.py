@@ -31,6 +31,8 @@ def param(
         "min_exclusive": min_exclusive,
         "max_exclusive": max_exclusive,
     }
+    if isinstance(default, list):  # a list field: each config gets its own copy
+        return field(default_factory=lambda: list(default), metadata=limits)
     return field(default=default, metadata=limits)
 
 
@@ -157,7 +159,12 @@ class TrainConfig:
                                   min=0)
     progress: bool = param(True, "show a progress bar per epoch")
     tensorboard: bool = param(False, "log scalars and hyperparameters to runs/<name>/tb/ "
-                              "(needs rnnclf[tensorboard])")
+                              "(needs rnnclf[tensorboard]); the same as tensorboard in "
+                              "train.loggers")
+    loggers: list[str] = param([], "experiment trackers, e.g. [tensorboard, mlflow]; mlflow "
+                               "needs rnnclf[mlflow] and logs to $MLFLOW_TRACKING_URI, else to "
+                               "runs/<name>/mlflow.db", choices=("tensorboard", "mlflow"))
+    mlflow_experiment: str = param("rnnclf", "the MLflow experiment the run is logged under")
 
 
 @dataclass

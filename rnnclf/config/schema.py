@@ -44,7 +44,7 @@ class DataConfig:
                          choices=("ag_news", "csv", "jsonl", "parquet", "hf"))
     dir: str = param(
         "", "folder with the data files; empty: for ag_news $RNNCLF_DATA_DIR, else "
-        "~/.cache/rnnclf/ag_news; for csv/jsonl the current folder"
+        "~/.cache/rnnclf/ag_news; for own data the current folder"
     )
     train_file: str = param("train.csv", "training file name inside data.dir")
     test_file: str = param("test.csv", "test file name inside data.dir (read only by eval)")

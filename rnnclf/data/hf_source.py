@@ -3,7 +3,7 @@
 Three places a split can come from, in this order:
 - `data.hf_name` names a folder written by `save_to_disk` (relative to data.dir, else the current
   folder): `load_from_disk`; a DatasetDict gives the split named by data.hf_train_split /
-  data.hf_test_split, a single Dataset is the training set (eval takes it with --data-file);
+  data.hf_test_split, a single Dataset is the training set (eval takes one with --data);
 - `data.hf_name` is a Hub name (`owner/name`) with an optional `data.hf_config`, or a folder of
   data files: `load_dataset`, which downloads a Hub dataset into (or, with HF_DATASETS_OFFLINE=1,
   reads only from) the Hugging Face cache;
@@ -62,7 +62,7 @@ def _pick_split(loaded: Any, split: str, where: str, key: str, single_ok: bool) 
     if not hasattr(loaded, "keys"):
         if not single_ok:
             raise RnnclfError(f"{where} holds one Dataset without splits, the training set; "
-                              "evaluate with `rnnclf eval --data-file` on another set, or save "
+                              "evaluate with `rnnclf eval --data FOLDER` on another set, or save "
                               "a DatasetDict with a test split")
         return loaded
     if split not in loaded:

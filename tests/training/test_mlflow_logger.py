@@ -115,3 +115,33 @@ def test_loggers_list_and_the_tensorboard_switch() -> None:
     with pytest.raises(RnnclfError, match=r"train.loggers: 'wandb' is not allowed; choose one "
                                           "of tensorboard, mlflow"):
         load_config(None, ["train.loggers=[mlflow, wandb]"])
+
+
+def test_resume_fills_missing_epochs_and_an_interrupt_ends_killed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tracking = pytest.importorskip("mlflow.tracking")
+    from rnnclf.errors import Interrupted
+    from rnnclf.training.mlflow_logger import MlflowLog
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "store").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    config = load_config(None, ["train.loggers=[mlflow]", "train.name=unit"])
+    records = [{"epoch": 1, "val_loss": 0.9, "val_acc": 0.5, "lr": 0.1},
+               {"epoch": 2, "val_loss": 0.7, "val_acc": 0.6, "lr": 0.05}]
+    first = MlflowLog(tmp_path, config, resuming=False, log=lambda message: None)
+    with pytest.raises(Interrupted), first:
+        first.log_epoch(records[0])  # killed before epoch 2 reached MLflow
+        raise Interrupted("stopped")
+    client = tracking.MlflowClient(tracking_uri=(tmp_path / "store").as_uri())
+    assert client.get_run(first.run_id).info.status == "KILLED"
+    with MlflowLog(tmp_path, config, resuming=True, log=lambda message: None) as again:
+        assert again.run_id == first.run_id
+        again.log_missing_epochs(records)
+        again.finish()
+    history = client.get_metric_history(first.run_id, "val_acc")
+    assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.6)]
+    assert client.get_run(first.run_id).info.status == "FINISHED"
+    # another store: the saved run id means nothing there, so a new run starts
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "other").as_uri())
+    fresh = MlflowLog(tmp_path, config, resuming=True, log=lambda message: None)
+    assert fresh.run_id != first.run_id

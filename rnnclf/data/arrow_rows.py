@@ -22,8 +22,9 @@ def _is_text(kind: pa.DataType) -> bool:
 
     if pa.types.is_dictionary(kind):  # pandas' categorical columns
         return _is_text(kind.value_type)
+    is_string_view = getattr(pa.types, "is_string_view", None)  # pyarrow >= 16
     return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind)
-                or pa.types.is_string_view(kind))
+                or (is_string_view is not None and is_string_view(kind)))
 
 
 def _is_label(kind: pa.DataType) -> bool:

@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 
 from rnnclf.config.schema import DataConfig
-from rnnclf.data import agnews, tabular
+from rnnclf.data import agnews, multilabel, tabular
 from rnnclf.data.agnews import Row
+from rnnclf.data.multilabel import MultiLabelRow, multi_hot
 from rnnclf.data.text import UNK, UNK_INDEX, Vocab, clean_ag_news, tokenize
 from rnnclf.errors import RnnclfError
 from rnnclf.runs.atomic import atomic_torch_save
@@ -30,7 +31,7 @@ class EncodedSplit:
     tokens: torch.Tensor  # (total_tokens,) int32
     offsets: torch.Tensor  # (N,) int64
     lengths: torch.Tensor  # (N,) int64, every length >= 1
-    labels: torch.Tensor  # (N,) int64
+    labels: torch.Tensor  # (N,) int64; with data.multi_label (N, C) float32 multi-hot
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -63,7 +64,8 @@ def text_of(raw_text: str, clean: bool) -> list[str]:
     return tokenize(clean_ag_news(raw_text) if clean else raw_text)
 
 
-def encode_texts(token_lists: list[list[str]], labels: list[int], vocab: Vocab) -> EncodedSplit:
+def encode_texts(token_lists: list[list[str]], labels: list[int] | torch.Tensor, vocab: Vocab
+                 ) -> EncodedSplit:
     """Numericalize; an empty token list becomes a single <unk> so every length is >= 1."""
     # One C-level pass (map over the chained tokens into an int32 array) instead of a Python
     # loop per text: several times faster on AG News (docs/benchmarks.md).
@@ -76,8 +78,9 @@ def encode_texts(token_lists: list[list[str]], labels: list[int], vocab: Vocab) 
         offsets[1:] = torch.cumsum(lengths_tensor, 0)[:-1]
     tokens = torch.frombuffer(ids, dtype=torch.int32).clone() if ids else torch.zeros(
         0, dtype=torch.int32)
-    return EncodedSplit(tokens, offsets, lengths_tensor,
-                        torch.tensor(labels, dtype=torch.int64))
+    if not isinstance(labels, torch.Tensor):
+        labels = torch.tensor(labels, dtype=torch.int64)
+    return EncodedSplit(tokens, offsets, lengths_tensor, labels)
 
 
 def _file_digest(path: Path) -> str:
@@ -146,7 +149,9 @@ def _format_key(config: DataConfig) -> tuple[object, ...]:
     """Cache-key parts for how rows are read (empty for AG News, so its old caches stay valid)."""
     if config.dataset == "ag_news":
         return ()
-    return (config.dataset, config.text_fields, config.label_field, config.header)
+    # Multi-label parts only when on, so single-label caches stay valid.
+    multi = ("multi", config.label_separator) if config.multi_label else ()
+    return (config.dataset, config.text_fields, config.label_field, config.header, *multi)
 
 
 def _extra_words_key(extra_words: Sequence[str]) -> tuple[object, ...]:
@@ -157,8 +162,19 @@ def _extra_words_key(extra_words: Sequence[str]) -> tuple[object, ...]:
             hashlib.sha256("\n".join(extra_words).encode("utf-8")).hexdigest()[:16])
 
 
-def read_training_rows(config: DataConfig, path: Path) -> tuple[list[Row], list[str], list[str]]:
+def label_targets(rows: list[Row] | list[MultiLabelRow], num_labels: int, multi_label: bool
+                  ) -> list[int] | torch.Tensor:
+    """Class indices (single-label), or (N, C) multi-hot rows (data.multi_label)."""
+    if multi_label:
+        return multi_hot(rows, num_labels)  # type: ignore[arg-type]
+    return [row.label for row in rows]  # type: ignore[union-attr]
+
+
+def read_training_rows(config: DataConfig, path: Path
+                       ) -> tuple[list[Row] | list[MultiLabelRow], list[str], list[str]]:
     """Rows, skipped-row notes and label names of a training file, in any supported format."""
+    if config.multi_label:
+        multilabel.check_config(config)
     if config.dataset == "ag_news":
         rows, skipped = agnews.read_rows(path, config.on_bad_row)
         return rows, skipped, list(agnews.LABEL_NAMES)
@@ -166,8 +182,10 @@ def read_training_rows(config: DataConfig, path: Path) -> tuple[list[Row], list[
 
 
 def read_eval_rows(config: DataConfig, path: Path, label_names: list[str] | None
-                   ) -> tuple[list[Row], list[str]]:
+                   ) -> tuple[list[Row] | list[MultiLabelRow], list[str]]:
     """Rows of an evaluation file labelled with the trained model's label names."""
+    if config.multi_label:
+        multilabel.check_config(config)
     if config.dataset == "ag_news":
         return agnews.read_rows(path, config.on_bad_row)
     if label_names is None:
@@ -201,7 +219,7 @@ def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
     rows, skipped, label_names = read_training_rows(config, train_path)
     train_index, val_index = split_indices(len(rows), config.val_fraction, config.split_seed)
     token_lists = [text_of(row.text, config.clean) for row in rows]
-    labels = [row.label for row in rows]
+    labels = label_targets(rows, len(label_names), config.multi_label)
     vocab = Vocab.build((token_lists[i] for i in train_index.tolist()), config.min_freq,
                         config.max_vocab_size)
     if extra_words:
@@ -236,6 +254,6 @@ def prepare_eval_split(config: DataConfig, vocab: Vocab, path: Path,
             pass
     rows, skipped = read_eval_rows(config, path, label_names)
     split = encode_texts([text_of(row.text, config.clean) for row in rows],
-                         [row.label for row in rows], vocab)
+                         label_targets(rows, len(label_names or ()), config.multi_label), vocab)
     _save_cache(cache_path, {"split": split.to_dict(), "skipped_rows": len(skipped)})
     return split, len(skipped)

@@ -17,6 +17,7 @@ from rnnclf.data.dataset import (
 from rnnclf.data.word_vectors import extra_vocabulary
 from rnnclf.device import inference_autocast, resolve_device
 from rnnclf.inference.metrics import classification_report
+from rnnclf.inference.multilabel_metrics import checkpoint_thresholds, multilabel_report
 from rnnclf.inference.scoring import predict_split
 from rnnclf.runs.atomic import write_json
 from rnnclf.runs.checkpoint import load_model
@@ -57,10 +58,14 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path |
         source = str(path)
         encoded, skipped = prepare_eval_split(data_config, loaded.vocab, path,
                                               label_names=loaded.label_names)
+    thresholds = checkpoint_thresholds(loaded.payload, len(loaded.label_names)) \
+        if data_config.multi_label else None
     with autocast:
         report = _report(loaded.model, encoded, loaded.label_names,
                          batch_size or loaded.config.train.eval_batch_size,
-                         loaded.config.data.max_length, device)
+                         loaded.config.data.max_length, device, thresholds)
+    if thresholds is not None:  # false: none stored (e.g. an interrupted run), 0.5 each
+        report["thresholds_tuned"] = "thresholds" in loaded.payload
     report.update({"checkpoint": str(checkpoint), "split": "file" if data_file else split,
                    "data": source, "skipped_rows": skipped, "precision": precision})
     if write:
@@ -68,12 +73,17 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path |
         if data_file is not None:
             name = f"eval_{data_file.stem}.json"
         write_json(checkpoint.parent / name, report)
+        if thresholds is not None:
+            return report  # no confusion matrix for multi-label
         image = plots.confusion_path(checkpoint.parent / name)
         plots.try_plot(lambda: plots.plot_confusion(report, image), log)
     return report
 
 
 def _report(model: torch.nn.Module, split: EncodedSplit, label_names: list[str],
-            batch_size: int, max_length: int, device: torch.device) -> dict[str, Any]:
+            batch_size: int, max_length: int, device: torch.device,
+            thresholds: list[float] | None = None) -> dict[str, Any]:
     logits, labels = predict_split(model, split, batch_size, max_length, device)
+    if thresholds is not None:  # multi-label: decisions at the model's per-label thresholds
+        return multilabel_report(logits, labels, label_names, thresholds)
     return classification_report(labels, logits.argmax(1), label_names)

@@ -148,6 +148,8 @@ def _assemble(config: Config, run_dir: Path, members: list[Path], started: float
     data = prepare_training_data(config.data, extra_words=extra_vocabulary(config.model))
     val = evaluate(loaded.model, data.val, config.train.eval_batch_size,
                    config.data.max_length, device)
+    if val.get("thresholds") is not None:  # multi-label: tuned for the averaged probabilities
+        _store_thresholds(run_dir / "best.pt", val["thresholds"])
     summary = {
         "run_dir": str(run_dir), "ensemble": len(members),
         "best_val_acc": val["accuracy"], "val_loss": val["loss"],
@@ -167,6 +169,13 @@ def _assemble(config: Config, run_dir: Path, members: list[Path], started: float
         log(f"removed the members' last.pt files ({freed / 2**20:.0f} MiB): best.pt holds "
             "their weights")
     return summary
+
+
+def _store_thresholds(path: Path, thresholds: list[float]) -> None:
+    """Add the ensemble's own per-label thresholds (its validation split) to its best.pt."""
+    payload = load_checkpoint(path)
+    payload["thresholds"] = thresholds
+    save_checkpoint(path, payload)
 
 
 def _remove_member_resume_states(members: list[Path]) -> int:

@@ -97,6 +97,7 @@ class Trainer:
         self.folder: RunFolder | None = None  # rank 0's claim on the run folder (lock, overwrite)
         # The newest metrics.jsonl line, kept in last.pt so a resume can restore it.
         self.last_record: dict[str, Any] | None = None
+        self.best_thresholds: list[float] | None = None  # multi-label: best.pt's thresholds
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -285,8 +286,9 @@ class Trainer:
                     raise self._interrupted()
         self.dist.barrier()  # all ranks leave together, once rank 0 has written its files
 
-    def _validate(self) -> dict[str, float]:
-        """Val loss and accuracy; under DDP each rank scores a share, all get the whole split's."""
+    def _validate(self) -> dict[str, Any]:
+        """Val loss and accuracy (multi-label: micro-F1 as accuracy, and tuned thresholds);
+        under DDP each rank scores a share, all get the whole split's."""
         train, max_length = self.config.train, self.config.data.max_length
         if self.dist.enabled:
             return evaluate_sharded(self.model, self.data.val, train.eval_batch_size, max_length,
@@ -305,7 +307,7 @@ class Trainer:
 
     # --- the end of an epoch -------------------------------------------------------------------
 
-    def _end_epoch(self, result: EpochResult, val: dict[str, float], epoch_started: float
+    def _end_epoch(self, result: EpochResult, val: dict[str, Any], epoch_started: float
                    ) -> bool:
         """Record the epoch, select the best, save best.pt / last.pt / its metrics line; returns
         True when early stopping ends the run here."""
@@ -314,6 +316,8 @@ class Trainer:
         self.progress.next_epoch()
         self.last_record = record
         if improved:
+            # Multi-label: best.pt keeps the thresholds tuned on val for exactly these weights.
+            self.best_thresholds = val.get("thresholds")
             self.files.save_checkpoint("best.pt", self._checkpoint_state(for_resume=False))
             if self.folder is not None:  # rank 0: --overwrite's previous run can go now
                 self.folder.new_best_written()
@@ -322,12 +326,13 @@ class Trainer:
         if self.tensorboard is not None:
             self.tensorboard.log_epoch(record)
         self.log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc "
-                 f"{record['train_acc']:.4f} | val loss {record['val_loss']:.4f} acc "
+                 f"{record['train_acc']:.4f} | val loss {record['val_loss']:.4f} "
+                 f"{'micro-F1' if 'micro_f1' in val else 'acc'} "
                  f"{record['val_acc']:.4f}{' *' if improved else ''} | "
                  f"{record['samples_per_s']:.0f} samples/s, {record['seconds']:.1f} s")
         return self._early_stop()
 
-    def _epoch_record(self, result: EpochResult, val: dict[str, float], epoch_started: float
+    def _epoch_record(self, result: EpochResult, val: dict[str, Any], epoch_started: float
                       ) -> dict[str, Any]:
         """The epoch's metrics.jsonl line; the run fails if no step of the epoch was finite."""
         progress, totals = self.progress, result.totals
@@ -341,6 +346,9 @@ class Trainer:
             "seconds": time.perf_counter() - epoch_started,
             "samples_per_s": result.samples_per_s,
         }
+        # Further val figures (multi-label: micro_f1, macro_f1, subset_accuracy) as val_<name>.
+        record.update({f"val_{name}": value for name, value in val.items()
+                       if name not in ("loss", "accuracy") and isinstance(value, float)})
         if progress.skipped_steps:
             record["skipped_steps"] = progress.skipped_steps
             self.log(f"epoch {record['epoch']}: skipped {record['skipped_steps']} step(s) with a "
@@ -350,7 +358,7 @@ class Trainer:
                             "gradient; lower optim.lr or set optim.grad_clip")
         return record
 
-    def _select_best(self, val: dict[str, float]) -> bool:
+    def _select_best(self, val: dict[str, Any]) -> bool:
         """Whether this epoch is the best so far (by train.select_by); progress notes it."""
         progress = self.progress
         if self.config.train.select_by == "loss":
@@ -390,6 +398,8 @@ class Trainer:
         state = {**self.checkpoint_header, "model_state": self.model.state_dict(),
                  "progress": vars(progress).copy(), "rng": rng_state(),
                  "last_epoch_record": self.last_record}
+        if not for_resume and self.best_thresholds is not None:
+            state["thresholds"] = self.best_thresholds
         if for_resume:
             state["optimizer_state"] = self.optimizer.state_dict()
             if self.scaler is not None:
@@ -417,7 +427,8 @@ class Trainer:
         chosen_by = (f"best val loss {progress.best_val_loss:.4f} (accuracy "
                      f"{progress.best_val_acc:.4f}, epoch {progress.best_epoch})"
                      if config.train.select_by == "loss" else
-                     f"best val accuracy {progress.best_val_acc:.4f} (epoch {progress.best_epoch})")
+                     f"best val {'micro-F1' if config.data.multi_label else 'accuracy'} "
+                     f"{progress.best_val_acc:.4f} (epoch {progress.best_epoch})")
         self.log(f"{chosen_by}; checkpoint {self.run_dir / 'best.pt'}")
         return summary
 

@@ -173,8 +173,6 @@ def label_targets(rows: list[Row] | list[MultiLabelRow], num_labels: int, multi_
 def read_training_rows(config: DataConfig, path: Path
                        ) -> tuple[list[Row] | list[MultiLabelRow], list[str], list[str]]:
     """Rows, skipped-row notes and label names of a training file, in any supported format."""
-    if config.multi_label:
-        multilabel.check_config(config)
     if config.dataset == "ag_news":
         rows, skipped = agnews.read_rows(path, config.on_bad_row)
         return rows, skipped, list(agnews.LABEL_NAMES)
@@ -184,8 +182,6 @@ def read_training_rows(config: DataConfig, path: Path
 def read_eval_rows(config: DataConfig, path: Path, label_names: list[str] | None
                    ) -> tuple[list[Row] | list[MultiLabelRow], list[str]]:
     """Rows of an evaluation file labelled with the trained model's label names."""
-    if config.multi_label:
-        multilabel.check_config(config)
     if config.dataset == "ag_news":
         return agnews.read_rows(path, config.on_bad_row)
     if label_names is None:
@@ -200,6 +196,8 @@ def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
     `extra_words` (pretrained vectors' words, see model.pretrained_vocab) join the vocabulary
     after the training split's own tokens, in their order.
     """
+    if config.multi_label:  # before any download is tried
+        multilabel.check_config(config)
     train_path = locate_file(config, config.train_file)
     cache_dir = cache_dir or (Path(config.cache_dir).expanduser() if config.cache_dir
                               else default_cache_dir())

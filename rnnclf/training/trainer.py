@@ -17,6 +17,7 @@ from rnnclf.accel.backend import describe_backend, select_backend
 from rnnclf.config import Config
 from rnnclf.data.batches import steps_per_epoch
 from rnnclf.data.dataset import TrainingData, prepare_training_data, resolve_data_dir
+from rnnclf.data.multilabel import check_config as check_multilabel_config
 from rnnclf.data.word_vectors import check_spec, extra_vocabulary, load_pretrained
 from rnnclf.device import make_grad_scaler, resolve_device
 from rnnclf.errors import Interrupted, RnnclfError, RunFailed
@@ -137,6 +138,8 @@ class Trainer:
     def _check_config(self) -> None:
         """Mistakes the config shows on its own."""
         model = self.config.model
+        if self.config.data.multi_label:
+            check_multilabel_config(self.config.data)
         if model.pretrained_embeddings:  # missing vectors fail before any run folder
             check_spec(model.pretrained_embeddings, model.embedding_dim)
         elif model.pretrained_vocab:

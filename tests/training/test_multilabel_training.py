@@ -256,3 +256,18 @@ def test_two_process_ddp_run(trained: dict[str, Any], tmp_path: Path) -> None:
     assert last["val_micro_f1"] == pytest.approx(single["micro_f1"], abs=1e-12)
     assert last["val_loss"] == pytest.approx(single["loss"], rel=1e-5)
     assert len(load_checkpoint(run / "best.pt")["thresholds"]) == 3
+
+
+def test_shipped_multilabel_example_trains(tmp_path: Path) -> None:
+    import shutil
+
+    from rnnclf.config import load_config
+
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    config = load_config(REPO / "configs" / "example_multilabel.yaml",
+                         ["train.epochs=1", "train.progress=false", "train.num_threads=1"])
+    summary = fit(config, log=quiet)
+    payload = load_checkpoint(Path(summary["run_dir"]) / "best.pt")
+    assert payload["label_names"] == ["price", "quality", "service", "shipping"]
+    assert len(payload["thresholds"]) == 4
+    assert summary["train_rows"] + summary["val_rows"] == 600

@@ -163,7 +163,8 @@ def _assemble(config: Config, run_dir: Path, members: list[Path], started: float
     write_json(run_dir / "summary.json", summary)
     freed = _remove_member_resume_states(members)
     listed = ", ".join(f"{record['best_val_acc']:.4f}" for record in member_records)
-    log(f"ensemble of {len(members)}: val accuracy {val['accuracy']:.4f} (members {listed}); "
+    figure = "micro-F1" if config.data.multi_label else "accuracy"
+    log(f"ensemble of {len(members)}: val {figure} {val['accuracy']:.4f} (members {listed}); "
         f"checkpoint {run_dir / 'best.pt'}")
     if freed:
         log(f"removed the members' last.pt files ({freed / 2**20:.0f} MiB): best.pt holds "

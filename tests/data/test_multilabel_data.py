@@ -138,3 +138,14 @@ def test_csv_empty_text_is_still_a_bad_row(tmp_path: Path) -> None:
     with pytest.raises(RnnclfError) as error:
         tabular.read_training_rows(path, data_config(tmp_path))
     assert "line 3: the text is empty" in one_line(error)
+
+
+def test_data_info_counts_rows_per_label(tmp_path: Path) -> None:
+    from rnnclf.data.info import dataset_info
+
+    lines = ["text,label"] + [f"word{i} apple,{'a|b' if i % 2 else 'b'}" for i in range(8)]
+    write(tmp_path / "train.csv", "\n".join(lines) + "\n")
+    info = dataset_info(data_config(tmp_path), include_test=False)
+    splits = info["splits"]
+    assert {name: splits["train"]["labels"][name] + splits["val"]["labels"][name]
+            for name in ("a", "b")} == {"a": 4, "b": 8}

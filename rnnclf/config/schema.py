@@ -70,6 +70,10 @@ class DataConfig:
     min_freq: int = param(2, "keep tokens seen at least this often in the training split", min=1)
     max_vocab_size: int = param(50000, "largest vocabulary incl. <pad>/<unk>; 0 = no limit", min=0)
     max_length: int = param(256, "longest text in tokens; longer texts are truncated", min=1)
+    multi_label: bool = param(False, "csv/jsonl: each row may carry several labels (or none): "
+                              "sigmoid outputs, binary cross-entropy, a tuned threshold per label")
+    label_separator: str = param("|", "multi-label csv/jsonl: what separates the labels in the "
+                                 "label field (a JSONL field may also hold a list of labels)")
     on_bad_row: str = param("error", "malformed data row: stop with its line, or skip it",
                             choices=("error", "skip"))
     cache_dir: str = param(
@@ -147,7 +151,9 @@ class TrainConfig:
     )
     select_by: str = param("accuracy", "which val figure picks best.pt and drives early "
                            "stopping: accuracy (higher), or loss (lower; smoother on a small "
-                           "val split)", choices=("accuracy", "loss"))
+                           "val split); micro_f1 equals accuracy for single-label data and is "
+                           "what accuracy means with data.multi_label",
+                           choices=("accuracy", "loss", "micro_f1"))
     seed: int = param(0, "seed of initialisation, shuffling and dropout", min=0)
     ensemble: int = param(1, "train this many models one after another (seeds seed, "
                           "seed+1000, ...) and average their probabilities", min=1, max=16)

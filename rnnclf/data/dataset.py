@@ -13,7 +13,9 @@ from pathlib import Path
 import torch
 
 from rnnclf.config.schema import DataConfig
-from rnnclf.data import agnews
+from rnnclf.data import agnews, multilabel
+from rnnclf.data.agnews import Row
+from rnnclf.data.multilabel import MultiLabelRow, multi_hot
 from rnnclf.data.sources import (  # noqa: F401 (locate_file, resolve_data_dir: re-exported)
     SplitSource,
     locate_file,
@@ -38,7 +40,7 @@ class EncodedSplit:
     tokens: torch.Tensor  # (total_tokens,) int32
     offsets: torch.Tensor  # (N,) int64
     lengths: torch.Tensor  # (N,) int64, every length >= 1
-    labels: torch.Tensor  # (N,) int64
+    labels: torch.Tensor  # (N,) int64; with data.multi_label (N, C) float32 multi-hot
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -71,7 +73,8 @@ def text_of(raw_text: str, clean: bool) -> list[str]:
     return tokenize(clean_ag_news(raw_text) if clean else raw_text)
 
 
-def encode_texts(token_lists: list[list[str]], labels: list[int], vocab: Vocab) -> EncodedSplit:
+def encode_texts(token_lists: list[list[str]], labels: list[int] | torch.Tensor, vocab: Vocab
+                 ) -> EncodedSplit:
     """Numericalize; an empty token list becomes a single <unk> so every length is >= 1."""
     # One C-level pass (map over the chained tokens into an int32 array) instead of a Python
     # loop per text: several times faster on AG News (docs/benchmarks.md).
@@ -84,8 +87,9 @@ def encode_texts(token_lists: list[list[str]], labels: list[int], vocab: Vocab) 
         offsets[1:] = torch.cumsum(lengths_tensor, 0)[:-1]
     tokens = torch.frombuffer(ids, dtype=torch.int32).clone() if ids else torch.zeros(
         0, dtype=torch.int32)
-    return EncodedSplit(tokens, offsets, lengths_tensor,
-                        torch.tensor(labels, dtype=torch.int64))
+    if not isinstance(labels, torch.Tensor):
+        labels = torch.tensor(labels, dtype=torch.int64)
+    return EncodedSplit(tokens, offsets, lengths_tensor, labels)
 
 
 def _cache_key(*parts: object) -> str:
@@ -126,7 +130,9 @@ def _format_key(config: DataConfig) -> tuple[object, ...]:
     if config.dataset == "hf":  # the split's name and ClassLabel are part of what is read
         return (config.dataset, config.text_fields, config.label_field, config.hf_name,
                 config.hf_config, config.hf_train_split, config.hf_test_split)
-    return (config.dataset, config.text_fields, config.label_field, config.header)
+    # Multi-label parts only when on, so single-label caches stay valid.
+    multi = ("multi", config.label_separator) if config.multi_label else ()
+    return (config.dataset, config.text_fields, config.label_field, config.header, *multi)
 
 
 def _extra_words_key(extra_words: Sequence[str]) -> tuple[object, ...]:
@@ -137,6 +143,14 @@ def _extra_words_key(extra_words: Sequence[str]) -> tuple[object, ...]:
             hashlib.sha256("\n".join(extra_words).encode("utf-8")).hexdigest()[:16])
 
 
+def label_targets(rows: list[Row] | list[MultiLabelRow], num_labels: int, multi_label: bool
+                  ) -> list[int] | torch.Tensor:
+    """Class indices (single-label), or (N, C) multi-hot rows (data.multi_label)."""
+    if multi_label:
+        return multi_hot(rows, num_labels)  # type: ignore[arg-type]
+    return [row.label for row in rows]  # type: ignore[union-attr]
+
+
 def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
                           extra_words: Sequence[str] = ()) -> TrainingData:
     """Read the training file, split off validation, build the vocabulary, numericalize; cached.
@@ -144,6 +158,8 @@ def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
     `extra_words` (pretrained vectors' words, see model.pretrained_vocab) join the vocabulary
     after the training split's own tokens, in their order.
     """
+    if config.multi_label:  # before any download is tried
+        multilabel.check_config(config)
     train_source = locate_split(config, "train")
     cache_dir = cache_dir or (Path(config.cache_dir).expanduser() if config.cache_dir
                               else default_cache_dir())
@@ -163,7 +179,7 @@ def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
     rows, skipped, label_names = read_training_rows(config, train_source)
     train_index, val_index = split_indices(len(rows), config.val_fraction, config.split_seed)
     token_lists = [text_of(row.text, config.clean) for row in rows]
-    labels = [row.label for row in rows]
+    labels = label_targets(rows, len(label_names), config.multi_label)
     vocab = Vocab.build((token_lists[i] for i in train_index.tolist()), config.min_freq,
                         config.max_vocab_size)
     if extra_words:
@@ -199,6 +215,6 @@ def prepare_eval_split(config: DataConfig, vocab: Vocab, path: Path | SplitSourc
             pass
     rows, skipped = read_eval_rows(config, source, label_names)
     split = encode_texts([text_of(row.text, config.clean) for row in rows],
-                         [row.label for row in rows], vocab)
+                         label_targets(rows, len(label_names or ()), config.multi_label), vocab)
     _save_cache(cache_path, {"split": split.to_dict(), "skipped_rows": len(skipped)})
     return split, len(skipped)

@@ -43,7 +43,10 @@ def download_ag_news(data_dir: str = "", mirror: str | None = None,
 
 def split_info(split: EncodedSplit, label_names: list[str], max_length: int) -> dict[str, Any]:
     """Rows, label balance, length percentiles (tokens) and known-token share of one split."""
-    counts = torch.bincount(split.labels, minlength=len(label_names)).tolist()
+    if split.labels.dim() == 2:  # multi-label: rows carrying each label
+        counts = split.labels.sum(0).long().tolist()
+    else:
+        counts = torch.bincount(split.labels, minlength=len(label_names)).tolist()
     lengths = split.lengths.double()
     quantiles = torch.quantile(lengths, torch.tensor([p / 100 for p in PERCENTILES],
                                                       dtype=torch.float64)).tolist()

@@ -103,6 +103,9 @@ def read_training_rows(config: DataConfig, source: SplitSource
         assert source.path is not None
         rows, skipped = agnews.read_rows(source.path, config.on_bad_row)
         return rows, skipped, list(agnews.LABEL_NAMES)
+    if config.multi_label:  # csv/jsonl only (multilabel.check_config)
+        assert source.path is not None
+        return tabular.read_training_rows(source.path, config)
     items, skipped, class_names, unit = _labelled_texts(config, source)
     rows, label_names = tabular.training_rows(items, source.where, unit, class_names)
     return rows, skipped, label_names
@@ -116,6 +119,9 @@ def read_eval_rows(config: DataConfig, source: SplitSource, label_names: list[st
         return agnews.read_rows(source.path, config.on_bad_row)
     if label_names is None:
         raise ValueError("own-data evaluation needs the trained model's label names")
+    if config.multi_label:
+        assert source.path is not None
+        return tabular.read_eval_rows(source.path, config, label_names)
     items, skipped, _, unit = _labelled_texts(config, source)
     rows, unknown = tabular.to_rows(items, label_names, source.where, config.on_bad_row, unit)
     return rows, skipped + unknown

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnclf.config.schema import DataConfig
+from rnnclf.data import multilabel
 from rnnclf.data.agnews import MAX_FIELD_CHARS, Row
 from rnnclf.errors import RnnclfError
 
@@ -30,6 +31,7 @@ class LabelledText:
     label: str  # the label as written in the file (integers as their decimal text)
     text: str  # the text fields joined by a space
     line: int  # where the row starts in the file, for error messages
+    label_set: tuple[str, ...] = ()  # data.multi_label: the row's labels (label is the field)
 
 
 def split_fields(text_fields: str) -> list[str]:
@@ -152,8 +154,10 @@ def _read_csv(path: Path, config: DataConfig, bad: _BadRows) -> list[LabelledTex
             continue
         label = fields[label_column].strip()
         text = " ".join(fields[i] for i in text_columns).strip()
-        if _check(line, label, text, bad):
-            items.append(LabelledText(label, text, line))
+        label_set = multilabel.split_labels(label, config.label_separator) \
+            if config.multi_label else ()
+        if _check(line, label, text, bad, config.multi_label):
+            items.append(LabelledText(label, text, line, label_set))
     return items
 
 
@@ -194,18 +198,28 @@ def _read_jsonl(path: Path, config: DataConfig, bad: _BadRows) -> list[LabelledT
                    for text in texts):
             bad(line, "a text field is not a string")
             continue
-        label = _json_label(record[label_name])
+        label_set: tuple[str, ...] | None = ()
+        if config.multi_label:
+            label_set = multilabel.json_labels(record[label_name], config.label_separator)
+            label = None if label_set is None else config.label_separator.join(label_set)
+        else:
+            label = _json_label(record[label_name])
+        if label_set is None:
+            bad(line, f"label {str(record[label_name])[:60]!r} is neither a list of names, a "
+                "name nor a whole number")
+            continue
         if label is None:
             bad(line, f"label {record[label_name]!r} is neither a name nor a whole number")
             continue
         text = " ".join(str(text) for text in texts).strip()
-        if _check(line, label, text, bad):
-            items.append(LabelledText(label, text, line))
+        if _check(line, label, text, bad, config.multi_label):
+            items.append(LabelledText(label, text, line, label_set))
     return items
 
 
-def _check(line: int, label: str, text: str, bad: _BadRows) -> bool:
-    if not label:
+def _check(line: int, label: str, text: str, bad: _BadRows, no_label_ok: bool = False) -> bool:
+    """A usable row; a multi-label row (`no_label_ok`) may have no label."""
+    if not label and not no_label_ok:
         bad(line, "the label is empty")
     elif not text:
         bad(line, "the text is empty")
@@ -261,16 +275,28 @@ def training_rows(items: list[LabelledText], path: Path | str, unit: str = "line
 
 
 def read_training_rows(path: Path, config: DataConfig
-                       ) -> tuple[list[Row], list[str], list[str]]:
+                       ) -> tuple[list[Row] | list[multilabel.MultiLabelRow], list[str],
+                                  list[str]]:
     """Rows, skipped-row notes and the label names (the file's distinct labels, sorted)."""
     items, skipped = read_labelled_texts(path, config)
+    if config.multi_label:
+        label_names = multilabel.label_names_of([item.label_set for item in items], path,
+                                                sort_labels)
+        return multilabel.to_rows(items, label_names, _BadRows(path, "error")), skipped, \
+            label_names
     rows, label_names = training_rows(items, path)
     return rows, skipped, label_names
 
 
 def read_eval_rows(path: Path, config: DataConfig, label_names: list[str]
-                   ) -> tuple[list[Row], list[str]]:
+                   ) -> tuple[list[Row] | list[multilabel.MultiLabelRow], list[str]]:
     """Rows labelled with a trained model's label names, and skipped-row notes."""
     items, skipped = read_labelled_texts(path, config)
+    if config.multi_label:
+        bad = _BadRows(path, config.on_bad_row)
+        rows = multilabel.to_rows(items, label_names, bad)
+        if not rows:
+            raise RnnclfError(f"{path} holds no rows with known labels ({', '.join(label_names)})")
+        return rows, skipped + bad.notes
     rows, unknown = to_rows(items, label_names, path, config.on_bad_row)
     return rows, skipped + unknown

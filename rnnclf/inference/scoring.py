@@ -3,6 +3,8 @@ gradients)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,6 +12,7 @@ from torch import nn
 from rnnclf.data.batches import eval_batches, eval_order
 from rnnclf.data.dataset import EncodedSplit
 from rnnclf.inference.metrics import confusion_matrix, macro_f1
+from rnnclf.inference.multilabel_metrics import is_multi_hot, split_metrics
 
 
 @torch.inference_mode()
@@ -27,10 +30,13 @@ def predict_split(model: nn.Module, split: EncodedSplit, batch_size: int, max_le
 
 
 def evaluate(model: nn.Module, split: EncodedSplit, batch_size: int, max_length: int,
-             device: torch.device) -> dict[str, float]:
+             device: torch.device) -> dict[str, Any]:
     """Mean cross-entropy loss, accuracy and macro-F1 over `split` (one process; under DDP the
-    trainer shares the rows out with rnnclf.training.distributed.evaluate_sharded)."""
+    trainer shares the rows out with rnnclf.training.distributed.evaluate_sharded). Multi-label:
+    rnnclf.inference.multilabel_metrics.validation_metrics."""
     logits, labels = predict_split(model, split, batch_size, max_length, device)
+    if is_multi_hot(labels):  # data.multi_label: also each label's tuned threshold
+        return split_metrics(logits, labels)
     loss = F.cross_entropy(logits, labels).item()
     predictions = logits.argmax(1)
     accuracy = (predictions == labels).double().mean().item()

@@ -53,4 +53,5 @@ def build_classifier(config: Config, vocab_size: int, num_classes: int, *,
         return build_model(config.model, vocab_size, num_classes, backend=backend)
     return EnsembleClassifier([build_model(config.model, vocab_size, num_classes,
                                            backend=backend)
-                               for _ in range(config.train.ensemble)])
+                               for _ in range(config.train.ensemble)],
+                              multi_label=config.data.multi_label)

@@ -30,6 +30,7 @@ from rnnclf.data.batches import collate, eval_order
 from rnnclf.data.dataset import EncodedSplit
 from rnnclf.errors import RnnclfError, RunFailed
 from rnnclf.inference.metrics import confusion_matrix, macro_f1
+from rnnclf.inference.multilabel_metrics import is_multi_hot, validation_metrics, validation_sums
 
 T = TypeVar("T")
 
@@ -224,7 +225,7 @@ def wrap_model(model: nn.Module, context: DistContext) -> nn.Module:
 
 @torch.inference_mode()
 def evaluate_sharded(model: nn.Module, split: EncodedSplit, batch_size: int, max_length: int,
-                     context: DistContext, num_classes: int) -> dict[str, float]:
+                     context: DistContext, num_classes: int) -> dict[str, Any]:
     """Mean loss, accuracy and macro-F1 over the whole `split`, shared out over the ranks.
 
     The batches are those of a single-process evaluation (length order, `batch_size` rows); rank r
@@ -233,10 +234,12 @@ def evaluate_sharded(model: nn.Module, split: EncodedSplit, batch_size: int, max
     weights.
     """
     model.eval()
+    batches = eval_order(split, max_length).split(batch_size)
+    if is_multi_hot(split.labels):  # data.multi_label: its own sums, thresholds included
+        return _evaluate_sharded_multilabel(model, split, batches, max_length, context)
     # loss sum, correct, rows, then the (C, C) confusion matrix flattened; float64 counts are
     # exact below 2**53.
     sums = torch.zeros(3 + num_classes * num_classes, dtype=torch.float64, device=context.device)
-    batches = eval_order(split, max_length).split(batch_size)
     for indices in batches[context.rank::context.world_size]:
         batch = collate(split, indices, max_length).to(context.device)
         logits = model(batch.tokens, batch.lengths).float()  # (B, C)
@@ -250,6 +253,23 @@ def evaluate_sharded(model: nn.Module, split: EncodedSplit, batch_size: int, max
     matrix = sums[3:].view(num_classes, num_classes).cpu()
     return {"loss": loss_sum / max(1.0, rows), "accuracy": correct / max(1.0, rows),
             "macro_f1": macro_f1(matrix)}
+
+
+def _evaluate_sharded_multilabel(model: nn.Module, split: EncodedSplit,
+                                 batches: tuple[torch.Tensor, ...], max_length: int,
+                                 context: DistContext) -> dict[str, Any]:
+    """evaluate_sharded for multi-hot labels: every rank adds up its batches' validation sums
+    (loss, exact rows, per-label counts at each candidate threshold), then all ranks sum them."""
+    sums: torch.Tensor | None = None
+    for indices in batches[context.rank::context.world_size]:
+        batch = collate(split, indices, max_length).to(context.device)
+        batch_sums = validation_sums(model(batch.tokens, batch.lengths), batch.labels)
+        sums = batch_sums if sums is None else sums + batch_sums
+    if sums is None:  # more ranks than batches: this rank adds zeros
+        sums = validation_sums(torch.zeros(0, split.labels.size(1), device=context.device),
+                               split.labels[:0].to(context.device))
+    context.all_reduce_sum(sums)
+    return validation_metrics(sums, split.labels.size(1))
 
 
 def dump_state_for_tests(model: nn.Module, context: DistContext) -> None:

@@ -225,8 +225,9 @@ def wrap_model(model: nn.Module, context: DistContext) -> nn.Module:
 
 @torch.inference_mode()
 def evaluate_sharded(model: nn.Module, split: EncodedSplit, batch_size: int, max_length: int,
-                     context: DistContext, num_classes: int) -> dict[str, Any]:
+                     context: DistContext, num_classes: int | None = None) -> dict[str, Any]:
     """Mean loss, accuracy and macro-F1 over the whole `split`, shared out over the ranks.
+    `num_classes` (the model's outputs) sizes the confusion matrix; multi-label data needs none.
 
     The batches are those of a single-process evaluation (length order, `batch_size` rows); rank r
     scores batches r, r + world_size, ... and the sums (and the confusion matrix, for macro-F1)
@@ -237,6 +238,8 @@ def evaluate_sharded(model: nn.Module, split: EncodedSplit, batch_size: int, max
     batches = eval_order(split, max_length).split(batch_size)
     if is_multi_hot(split.labels):  # data.multi_label: its own sums, thresholds included
         return _evaluate_sharded_multilabel(model, split, batches, max_length, context)
+    if num_classes is None:  # a rank without batches could not tell the others' matrix size
+        raise ValueError("evaluate_sharded needs num_classes for single-label data")
     # loss sum, correct, rows, then the (C, C) confusion matrix flattened; float64 counts are
     # exact below 2**53.
     sums = torch.zeros(3 + num_classes * num_classes, dtype=torch.float64, device=context.device)

@@ -232,3 +232,15 @@ def test_ensemble_members_train_with_the_weights_and_the_summary_records_them(
     assert list(summary["class_weights"].values()) == [1.0, 2.0, 3.0, 4.0]
     report = evaluate_checkpoint(run / "best.pt", split="val", write=False)
     assert summary["val_macro_f1"] == pytest.approx(report["macro_f1"])
+
+
+def test_class_weights_are_refused_for_multi_label_data_before_any_run_folder(
+        tmp_path: Path) -> None:
+    from multilabel_support import multilabel_config, write_set
+
+    config = multilabel_config(write_set(tmp_path / "data"), tmp_path / "runs")
+    config.optim.class_weights = "balanced"
+    with pytest.raises(RnnclfError) as excinfo:
+        fit(config, log=lambda *_: None)
+    assert "with data.multi_label set optim.class_weights=none" in str(excinfo.value)
+    assert not (tmp_path / "runs" / "multi").exists()

@@ -63,12 +63,17 @@ def train(
         raise RnnclfError("train.ensemble trains its members one after another in one process; "
                           "drop --nproc, or set train.ensemble=1")
     if nproc > 1:  # the config is valid: start the same command in nproc processes
-        relaunched = ["train", *([str(config_path)] if config_path else [])]
-        relaunched += [arg for override in overrides for arg in ("--set", override)]
-        relaunched += (["--resume", str(resume)] if resume else []) + (
-            ["--overwrite"] if overwrite else [])
-        raise typer.Exit(launch(nproc, relaunched))
+        raise typer.Exit(launch(nproc, _relaunched(config_path, overrides, resume, overwrite)))
     _fit(config, overwrite, resume, overrides)
+
+
+def _relaunched(config_path: Path | None, overrides: list[str], resume: Path | None,
+                overwrite: bool) -> list[str]:
+    """The `rnnclf train` arguments each of the --nproc processes runs (overrides as --set)."""
+    relaunched = ["train", *([str(config_path)] if config_path else [])]
+    relaunched += [arg for override in overrides for arg in ("--set", override)]
+    return relaunched + (["--resume", str(resume)] if resume else []) + (
+        ["--overwrite"] if overwrite else [])
 
 
 def _fit(config: Config, overwrite: bool, resume: Path | None, overrides: list[str]) -> None:

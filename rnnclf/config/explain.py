@@ -28,7 +28,10 @@ def commented_yaml(config: Config) -> str:
         lines.append(f"{section}:")
         values = getattr(config, section)
         for name, (_, meta) in field_table(section_type).items():
-            entry = yaml.safe_dump({name: getattr(values, name)}, width=1_000).strip()
+            value = getattr(values, name)
+            entry = (f"{name}: {yaml.safe_dump(value, default_flow_style=True).strip()}"
+                     if isinstance(value, list)  # a list on one line, so the comment fits
+                     else yaml.safe_dump({name: value}, width=1_000).strip())
             choices = f" ({' | '.join(meta['choices'])})" if meta.get("choices") else ""
             lines.append(f"  {entry}  # {meta['help']}{choices}")
     return "\n".join(lines) + "\n"

@@ -13,8 +13,16 @@ from pathlib import Path
 import torch
 
 from rnnclf.config.schema import DataConfig
-from rnnclf.data import agnews, tabular
-from rnnclf.data.agnews import Row
+from rnnclf.data import agnews
+from rnnclf.data.sources import (  # noqa: F401 (locate_file, resolve_data_dir: re-exported)
+    SplitSource,
+    locate_file,
+    locate_split,
+    read_eval_rows,
+    read_training_rows,
+    resolve_data_dir,
+    source_digest,
+)
 from rnnclf.data.text import UNK, UNK_INDEX, Vocab, clean_ag_news, tokenize
 from rnnclf.errors import RnnclfError
 from rnnclf.runs.atomic import atomic_torch_save
@@ -80,14 +88,6 @@ def encode_texts(token_lists: list[list[str]], labels: list[int], vocab: Vocab) 
                         torch.tensor(labels, dtype=torch.int64))
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _cache_key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -119,33 +119,13 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     return order[n_val:].sort().values, order[:n_val].sort().values
 
 
-def resolve_data_dir(config: DataConfig) -> Path:
-    """Absolute data folder: data.dir (relative to the current folder), else AG News' cache
-    folder ($RNNCLF_DATA_DIR), or the current folder for own data."""
-    if config.dir:
-        return Path(config.dir).expanduser().resolve()
-    if config.dataset == "ag_news":
-        return agnews.default_data_dir().resolve()
-    return Path.cwd().resolve()
-
-
-def locate_file(config: DataConfig, file_name: str) -> Path:
-    """Path of a data file; only AG News is ever downloaded."""
-    data_dir = resolve_data_dir(config)
-    if config.dataset == "ag_news":
-        return agnews.locate(data_dir, file_name, config.download)
-    path = data_dir / file_name
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "is missing"
-        raise RnnclfError(f"{path} {what}; set data.dir / data.train_file / data.test_file to "
-                          f"your {config.dataset} file(s)")
-    return path
-
-
 def _format_key(config: DataConfig) -> tuple[object, ...]:
     """Cache-key parts for how rows are read (empty for AG News, so its old caches stay valid)."""
     if config.dataset == "ag_news":
         return ()
+    if config.dataset == "hf":  # the split's name and ClassLabel are part of what is read
+        return (config.dataset, config.text_fields, config.label_field, config.hf_name,
+                config.hf_config, config.hf_train_split, config.hf_test_split)
     return (config.dataset, config.text_fields, config.label_field, config.header)
 
 
@@ -157,24 +137,6 @@ def _extra_words_key(extra_words: Sequence[str]) -> tuple[object, ...]:
             hashlib.sha256("\n".join(extra_words).encode("utf-8")).hexdigest()[:16])
 
 
-def read_training_rows(config: DataConfig, path: Path) -> tuple[list[Row], list[str], list[str]]:
-    """Rows, skipped-row notes and label names of a training file, in any supported format."""
-    if config.dataset == "ag_news":
-        rows, skipped = agnews.read_rows(path, config.on_bad_row)
-        return rows, skipped, list(agnews.LABEL_NAMES)
-    return tabular.read_training_rows(path, config)
-
-
-def read_eval_rows(config: DataConfig, path: Path, label_names: list[str] | None
-                   ) -> tuple[list[Row], list[str]]:
-    """Rows of an evaluation file labelled with the trained model's label names."""
-    if config.dataset == "ag_news":
-        return agnews.read_rows(path, config.on_bad_row)
-    if label_names is None:
-        raise ValueError("own-data evaluation needs the trained model's label names")
-    return tabular.read_eval_rows(path, config, label_names)
-
-
 def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
                           extra_words: Sequence[str] = ()) -> TrainingData:
     """Read the training file, split off validation, build the vocabulary, numericalize; cached.
@@ -182,10 +144,10 @@ def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
     `extra_words` (pretrained vectors' words, see model.pretrained_vocab) join the vocabulary
     after the training split's own tokens, in their order.
     """
-    train_path = locate_file(config, config.train_file)
+    train_source = locate_split(config, "train")
     cache_dir = cache_dir or (Path(config.cache_dir).expanduser() if config.cache_dir
                               else default_cache_dir())
-    key = _cache_key(PREPROCESS_VERSION, "train", _file_digest(train_path), config.clean,
+    key = _cache_key(PREPROCESS_VERSION, "train", source_digest(train_source), config.clean,
                      config.val_fraction, config.split_seed, config.min_freq,
                      config.max_vocab_size, config.on_bad_row, *_format_key(config),
                      *_extra_words_key(extra_words))
@@ -198,7 +160,7 @@ def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
                                 int(cached["skipped_rows"]))
         except (KeyError, TypeError, ValueError):
             pass  # stale layout: rebuild below
-    rows, skipped, label_names = read_training_rows(config, train_path)
+    rows, skipped, label_names = read_training_rows(config, train_source)
     train_index, val_index = split_indices(len(rows), config.val_fraction, config.split_seed)
     token_lists = [text_of(row.text, config.clean) for row in rows]
     labels = [row.label for row in rows]
@@ -216,15 +178,16 @@ def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
     return data
 
 
-def prepare_eval_split(config: DataConfig, vocab: Vocab, path: Path,
+def prepare_eval_split(config: DataConfig, vocab: Vocab, path: Path | SplitSource,
                        cache_dir: Path | None = None, label_names: list[str] | None = None
                        ) -> tuple[EncodedSplit, int]:
-    """A file in the config's format, numericalized with a trained model's vocabulary (and, for
-    own data, labelled with its `label_names`); cached."""
+    """A file (or a located split) in the config's format, numericalized with a trained model's
+    vocabulary (and, for own data, labelled with its `label_names`); cached."""
+    source = path if isinstance(path, SplitSource) else locate_split(config, "test", path)
     cache_dir = cache_dir or (Path(config.cache_dir).expanduser() if config.cache_dir
                               else default_cache_dir())
     vocab_digest = hashlib.sha256("\n".join(vocab.itos).encode()).hexdigest()
-    key = _cache_key(PREPROCESS_VERSION, "eval", _file_digest(path), config.clean, vocab_digest,
+    key = _cache_key(PREPROCESS_VERSION, "eval", source_digest(source), config.clean, vocab_digest,
                      config.on_bad_row, *_format_key(config),
                      *([label_names] if config.dataset != "ag_news" else []))
     cache_path = cache_dir / f"eval-{key}.pt"
@@ -234,7 +197,7 @@ def prepare_eval_split(config: DataConfig, vocab: Vocab, path: Path,
             return EncodedSplit(**cached["split"]), int(cached["skipped_rows"])
         except (KeyError, TypeError):
             pass
-    rows, skipped = read_eval_rows(config, path, label_names)
+    rows, skipped = read_eval_rows(config, source, label_names)
     split = encode_texts([text_of(row.text, config.clean) for row in rows],
                          [row.label for row in rows], vocab)
     _save_cache(cache_path, {"split": split.to_dict(), "skipped_rows": len(skipped)})

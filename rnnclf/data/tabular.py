@@ -47,13 +47,14 @@ def sort_labels(labels: set[str]) -> list[str]:
 class _BadRows:
     """Collects or raises bad-row problems, as `data.on_bad_row` says."""
 
-    def __init__(self, path: Path, on_bad_row: str) -> None:
+    def __init__(self, path: Path | str, on_bad_row: str, unit: str = "line") -> None:
         self.path = path
         self.skip = on_bad_row == "skip"
+        self.unit = unit  # "line" of a text file, "row" of a table (Parquet, Hugging Face)
         self.notes: list[str] = []
 
     def __call__(self, line: int, problem: str) -> None:
-        message = f"{self.path}, line {line}: {problem}"
+        message = f"{self.path}, {self.unit} {line}: {problem}"
         if not self.skip:
             raise RnnclfError(f"{message}; fix the row, or set data.on_bad_row=skip to skip "
                               "such rows")
@@ -228,11 +229,11 @@ def read_labelled_texts(path: Path, config: DataConfig) -> tuple[list[LabelledTe
     return items, bad.notes
 
 
-def to_rows(items: list[LabelledText], label_names: list[str], path: Path, on_bad_row: str
-            ) -> tuple[list[Row], list[str]]:
+def to_rows(items: list[LabelledText], label_names: list[str], path: Path | str,
+            on_bad_row: str, unit: str = "line") -> tuple[list[Row], list[str]]:
     """Map labels to class indices; a label the model was not trained on is a bad row."""
     index = {name: i for i, name in enumerate(label_names)}
-    bad = _BadRows(path, on_bad_row)
+    bad = _BadRows(path, on_bad_row, unit)
     rows = []
     for item in items:
         if item.label not in index:
@@ -246,15 +247,24 @@ def to_rows(items: list[LabelledText], label_names: list[str], path: Path, on_ba
     return rows, bad.notes
 
 
+def training_rows(items: list[LabelledText], path: Path | str, unit: str = "line",
+                  label_names: list[str] | None = None) -> tuple[list[Row], list[str]]:
+    """Rows and label names of a training split: `label_names` when the data names its classes
+    (a Hugging Face ClassLabel), else its distinct labels, sorted."""
+    if label_names is None:
+        label_names = sort_labels({item.label for item in items})
+    if len(label_names) < 2:
+        raise RnnclfError(f"{path} has only one label ({label_names[0]!r}); a classifier needs "
+                          "at least two (check data.label_field)")
+    rows, _ = to_rows(items, label_names, path, "error", unit)
+    return rows, label_names
+
+
 def read_training_rows(path: Path, config: DataConfig
                        ) -> tuple[list[Row], list[str], list[str]]:
     """Rows, skipped-row notes and the label names (the file's distinct labels, sorted)."""
     items, skipped = read_labelled_texts(path, config)
-    label_names = sort_labels({item.label for item in items})
-    if len(label_names) < 2:
-        raise RnnclfError(f"{path} has only one label ({label_names[0]!r}); a classifier needs "
-                          "at least two (check data.label_field)")
-    rows, _ = to_rows(items, label_names, path, "error")
+    rows, label_names = training_rows(items, path)
     return rows, skipped, label_names
 
 

@@ -10,7 +10,7 @@ import torch
 
 from rnnclf.data.dataset import (
     EncodedSplit,
-    locate_file,
+    locate_split,
     prepare_eval_split,
     prepare_training_data,
 )
@@ -36,7 +36,8 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path |
     skipped = 0
     if data_file is not None:
         source = str(data_file)
-        if not data_file.is_file():
+        # hf also evaluates on a save_to_disk folder
+        if not (data_file.is_file() or (data_config.dataset == "hf" and data_file.is_dir())):
             from rnnclf.errors import RnnclfError
 
             raise RnnclfError(f"data file {data_file} does not exist; give a file in the format "
@@ -53,9 +54,9 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path |
                               "validation split cannot be rebuilt; evaluate on a file instead")
         encoded, source = data.val, f"{data_config.train_file} (validation split)"
     else:
-        path = locate_file(data_config, data_config.test_file)
-        source = str(path)
-        encoded, skipped = prepare_eval_split(data_config, loaded.vocab, path,
+        test_source = locate_split(data_config, "test")
+        source = test_source.where
+        encoded, skipped = prepare_eval_split(data_config, loaded.vocab, test_source,
                                               label_names=loaded.label_names)
     with autocast:
         report = _report(loaded.model, encoded, loaded.label_names,

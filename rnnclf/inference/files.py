@@ -173,7 +173,7 @@ def predict_file(checkpoint: Path, input_path: Path, output_path: Path,
     out_kind = "jsonl" if str(output_path) == "-" else file_format(output_path, "--output")
     predictor = Predictor(checkpoint, device_name, precision)
     trained = predictor.data_config
-    own_data = trained.dataset in ("csv", "jsonl")
+    own_data = trained.dataset != "ag_news"  # its text columns are the ones trained on
     fields = split_fields(text_fields or (trained.text_fields if own_data else "text"))
     if header is None:
         header = trained.header if own_data and trained.dataset == "csv" else True

@@ -34,10 +34,18 @@ from rnnclf.training.distributed import (
     wrap_model,
 )
 from rnnclf.training.epoch import EpochResult, EpochRunner
+from rnnclf.training.mlflow_logger import MlflowLog, require_mlflow
 from rnnclf.training.optimizers import OptimizerGroup, build_optimizer
 from rnnclf.training.schedule import learning_rate
 from rnnclf.training.signals import StopSignal
-from rnnclf.training.state import Progress, RunFiles, rng_state, seed_everything, set_rng_state
+from rnnclf.training.state import (
+    Progress,
+    RunFiles,
+    enabled_loggers,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from rnnclf.training.tensorboard import TensorBoardLog
 
 
@@ -93,6 +101,7 @@ class Trainer:
         self.progress = Progress()
         self.stop = StopSignal()
         self.tensorboard: TensorBoardLog | None = None
+        self.mlflow: MlflowLog | None = None  # rank 0's MLflow run, ended when fit() ends
         self.stopped_early = False
         self.folder: RunFolder | None = None  # rank 0's claim on the run folder (lock, overwrite)
         # The newest metrics.jsonl line, kept in last.pt so a resume can restore it.
@@ -125,6 +134,9 @@ class Trainer:
         else:
             self._start_fresh()
         self._log_model()
+        self.mlflow = self.files.open_mlflow(config, resume_state is not None, self.log)
+        if self.mlflow is not None:  # ends the MLflow run FINISHED, KILLED or FAILED
+            claim.enter_context(self.mlflow)
         self.train_model = wrap_model(self.model, dist)  # DDP under torchrun
         # Steps per rank: under DDP each rank runs 1/world_size of the batches, and so does the lr.
         self.total_steps = steps_per_epoch(len(self.data.train), config.train.batch_size,
@@ -136,6 +148,8 @@ class Trainer:
     def _check_config(self) -> None:
         """Mistakes the config shows on its own."""
         model = self.config.model
+        if self.dist.is_main and "mlflow" in enabled_loggers(self.config):
+            require_mlflow()  # a missing extra fails before any run folder
         if model.pretrained_embeddings:  # missing vectors fail before any run folder
             check_spec(model.pretrained_embeddings, model.embedding_dim)
         elif model.pretrained_vocab:
@@ -321,6 +335,8 @@ class Trainer:
         self.files.append_metrics(record)
         if self.tensorboard is not None:
             self.tensorboard.log_epoch(record)
+        if self.mlflow is not None:
+            self.mlflow.log_epoch(record)
         self.log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc "
                  f"{record['train_acc']:.4f} | val loss {record['val_loss']:.4f} acc "
                  f"{record['val_acc']:.4f}{' *' if improved else ''} | "
@@ -414,6 +430,8 @@ class Trainer:
             "epochs": self.files.metrics(),
         }
         self.files.write_summary(summary, self.log)
+        if self.mlflow is not None:  # after summary.json and the plots, its artifacts
+            self.mlflow.finish()
         chosen_by = (f"best val loss {progress.best_val_loss:.4f} (accuracy "
                      f"{progress.best_val_acc:.4f}, epoch {progress.best_epoch})"
                      if config.train.select_by == "loss" else

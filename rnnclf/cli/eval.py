@@ -12,15 +12,16 @@ from rnnclf.cli.arguments import (
     DeviceOption,
     PrecisionOption,
     RunsDirOption,
+    Split,
     checkpoint_or_newest,
 )
-from rnnclf.errors import RnnclfError
 
 
 def eval_(
     checkpoint: Annotated[Path | None, typer.Argument(
         help="A best.pt/last.pt (default: the newest run's best.pt).", show_default=False)] = None,
-    split: Annotated[str, typer.Option(help="test or val.")] = "test",
+    split: Annotated[Split, typer.Option(
+        help="test, or val (the validation rows held out of the training file).")] = "test",
     data: Annotated[Path | None, typer.Option(
         help="Evaluate on this file (in the format the model was trained on) instead.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -33,8 +34,6 @@ def eval_(
     from rnnclf.inference.metrics import format_report
     from rnnclf.inference.multilabel_metrics import format_multilabel_report
 
-    if split not in ("test", "val"):
-        raise RnnclfError(f"--split {split!r} is not allowed; use test or val (or --data FILE)")
     checkpoint = checkpoint_or_newest(checkpoint, runs_dir, quiet=json_output)
     report = evaluate_checkpoint(checkpoint, split=split, data_file=data, device_name=device,
                                  log=lambda message: typer.echo(message, err=True),

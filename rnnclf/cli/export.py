@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
+from rnnclf.cli.arguments import ExportFormat
+
 
 def export(
     checkpoint: Annotated[Path, typer.Argument(
         help="A best.pt/last.pt written by `rnnclf train`.", show_default=False)],
-    format_: Annotated[str, typer.Option(
+    format_: Annotated[ExportFormat, typer.Option(
         "--format", "-f", help="onnx (needs rnnclf[export]) or torchscript.")] = "onnx",
     out: Annotated[Path | None, typer.Option(
         help="Model file to write (default: beside the checkpoint, e.g. best.onnx).")] = None,

@@ -3,6 +3,7 @@ the --device/--precision/--runs-dir options (one help text each)."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,24 @@ ConfigArgs = Annotated[list[str] | None, typer.Argument(
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 PrecisionOption = Annotated[str, typer.Option(
     help="fp32, or bf16 (faster on CPUs with native bf16; CUDA too) or fp16 (CUDA) autocast.")]
+
+
+class Quantization(str, Enum):
+    """`--quantize` values (rnnclf/inference/quantize.py QUANTIZATIONS)."""
+
+    int8 = "int8"
+
+
+QuantizeOption = Annotated[Quantization | None, typer.Option(
+    help="int8: int8 weights, about 4x smaller in memory (CPU, fp32 only; docs/benchmarks.md). "
+    "An int8 checkpoint is int8 without it.", show_default=False)]
+
+
+def quantization_name(quantize: Quantization | None) -> str | None:
+    """The library's name for a --quantize value (None: as the checkpoint holds)."""
+    return quantize.value if quantize is not None else None
+
+
 RunsDirOption = Annotated[Path | None, typer.Option(
     help="Where to look for the newest run ($RNNCLF_RUNS_DIR, else ./runs).")]
 

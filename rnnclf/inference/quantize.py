@@ -4,10 +4,11 @@ Why this route (docs/benchmarks.md, "int8 inference", has the figures):
 - Nearly all of a default model's bytes are its two tables (the n-gram table alone is 16.8M of
   18.6M parameters); the recurrent layers are small but carry the time. int8 tables make the
   file and the resident model about 4x smaller, which is what fastText's `quantize` is for.
-- torch's dynamic quantization (torch.ao.quantization.quantize_dynamic) warns on import that it
-  is deprecated and due for removal, and so do the quantized tensor types it builds; it has no
-  dynamic nn.RNN; its int8 GRU/LSTM run ATen's step loop, not rnnclf's C kernels.
-- torchao's int8 configs target nn.Linear (and GPUs first), not nn.GRU/LSTM/RNN or embeddings.
+- torch's dynamic quantization (torch.ao.quantization.quantize_dynamic) warns that it is
+  deprecated and due for removal, and so do the quantized tensor types it builds; it has no
+  dynamic nn.RNN; its int8 GRU/LSTM run ATen's step loop, slower than rnnclf's fp32 C kernels.
+- torchao's `quantize_` converts linear layers, not nn.GRU/LSTM/RNN; rnnclf's only nn.Linear
+  is the small output layer.
 - onnxruntime's quantizer only applies to an exported ONNX file: `rnnclf export --quantize int8
   --format onnx` uses it (rnnclf/inference/export.py); eval/predict/serve stay in torch.
 So: every weight matrix and table is rounded to int8 with one fp32 scale per row
@@ -73,6 +74,7 @@ def load_for_inference(checkpoint: Path, device: torch.device, precision: str = 
                        quantize: str | None = None) -> LoadedModel:
     """`load_model` for eval/predict/serve: with `quantize`, or from an int8 checkpoint, the
     model is `quantize_model`'s; `loaded.quantization` says which ("int8" or None)."""
+    quantize = getattr(quantize, "value", quantize)  # the CLI's enum member, or its string
     check_quantization(quantize, device, precision)
     loaded = load_model(checkpoint, device)
     if loaded.quantization is not None:  # an int8 checkpoint is int8 whatever was asked

@@ -195,6 +195,13 @@ def test_cli_quantize_flags(trained: tuple[Path, Path], tmp_path: Path) -> None:
     assert out.stat().st_size < checkpoint.stat().st_size / 2
     result = runner.invoke(app, ["predict", "-c", str(out), "football coach goal"])
     assert result.exit_code == 0, result.output
+    rows = tmp_path / "rows.csv"
+    rows.write_text("text\nfootball coach goal\nshares profit bank\n", encoding="utf-8")
+    result = runner.invoke(app, ["predict", "-c", str(checkpoint), "--input", str(rows),
+                                 "--output", str(tmp_path / "out.csv"), "--quantize", "int8",
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out.csv").read_text().startswith("text,predicted_label,probability")
     for command in (["predict", "-c", str(checkpoint), "x"], ["eval", str(checkpoint)],
                     ["export", str(checkpoint)]):
         result = runner.invoke(app, [*command, "--quantize", "int4"])

@@ -21,7 +21,7 @@ from rnnclf.inference.predictor import Predictor
 from rnnclf.inference.quantize import check_quantization, quantize_model
 from rnnclf.models.ensemble import EnsembleClassifier
 from rnnclf.models.int8 import Int8NgramBag, dequantize_rows, quantize_rows
-from rnnclf.runs.checkpoint import load_checkpoint, load_model
+from rnnclf.runs.checkpoint import load_checkpoint, load_model, save_checkpoint
 from rnnclf.training.trainer import fit
 
 NGRAMS = ("model.ngram_order=2", "model.ngram_buckets=1000", "model.ngram_dim=6")
@@ -118,6 +118,23 @@ def test_ensembles_quantize_member_by_member(tmp_path: Path) -> None:
                           "cpu").model for _ in range(2)]
     ensemble = quantize_model(EnsembleClassifier(members))
     assert all(isinstance(member.ngram_bag, Int8NgramBag) for member in ensemble.members)
+
+
+def test_int8_checkpoint_of_an_ensemble(tmp_path: Path) -> None:
+    """An ensemble's best.pt (members.K.* weights) exports to int8 and predicts as int8."""
+    single = load_checkpoint(make_checkpoint(tmp_path, "gru", True, "max", overrides=NGRAMS))
+    config = single["config"]
+    config["train"]["ensemble"] = 2
+    state = {f"members.{index}.{key}": value * (1 + index)
+             for index in range(2) for key, value in single["model_state"].items()}
+    ensemble_path = tmp_path / "ensemble.pt"
+    save_checkpoint(ensemble_path, {**single, "config": config, "model_state": state})
+    int8_path, _ = export_checkpoint(ensemble_path, "checkpoint", quantize="int8")
+    from_file = Predictor(int8_path, "cpu")
+    assert isinstance(from_file.model, EnsembleClassifier)
+    assert all(isinstance(member.ngram_bag, Int8NgramBag) for member in from_file.model.members)
+    fp32 = probabilities(Predictor(ensemble_path, "cpu"), TEXTS)
+    assert (probabilities(from_file, TEXTS) - fp32).abs().max() < 0.05
 
 
 def test_int8_checkpoint_round_trip(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ completes them. --device stays free text, since cuda:N takes any N, with a compl
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,7 +20,7 @@ ConfigArgs = Annotated[list[str] | None, typer.Argument(
     show_default=False)]
 Precision = Literal["fp32", "bf16", "fp16"]
 Split = Literal["test", "val"]
-ExportFormat = Literal["onnx", "torchscript"]
+ExportFormat = Literal["onnx", "torchscript", "checkpoint"]
 
 DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:0")  # what completion offers; any cuda:N is valid
 
@@ -34,6 +35,24 @@ DeviceOption = Annotated[str, typer.Option(
     help=DEVICE_HELP, metavar="auto|cpu|cuda|cuda:N", autocompletion=complete_device)]
 PrecisionOption = Annotated[Precision, typer.Option(
     help="fp32, or bf16 (faster on CPUs with native bf16; CUDA too) or fp16 (CUDA) autocast.")]
+
+
+class Quantization(StrEnum):
+    """`--quantize` values (rnnclf/inference/quantize.py QUANTIZATIONS)."""
+
+    int8 = "int8"
+
+
+QuantizeOption = Annotated[Quantization | None, typer.Option(
+    help="int8: int8 weights, about 4x smaller in memory (CPU, fp32 only; docs/benchmarks.md). "
+    "An int8 checkpoint is int8 without it.", show_default=False)]
+
+
+def quantization_name(quantize: Quantization | None) -> str | None:
+    """The library's name for a --quantize value (None: as the checkpoint holds)."""
+    return quantize.value if quantize is not None else None
+
+
 RunsDirOption = Annotated[Path | None, typer.Option(
     help="Where to look for the newest run ($RNNCLF_RUNS_DIR, else ./runs).")]
 

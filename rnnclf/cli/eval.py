@@ -11,9 +11,11 @@ import typer
 from rnnclf.cli.arguments import (
     DeviceOption,
     PrecisionOption,
+    QuantizeOption,
     RunsDirOption,
     Split,
     checkpoint_or_newest,
+    quantization_name,
 )
 
 
@@ -28,6 +30,7 @@ def eval_(
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
     runs_dir: RunsDirOption = None,
+    quantize: QuantizeOption = None,
 ) -> None:
     """Accuracy, macro-F1, per-class table and confusion matrix; writes eval.json beside it."""
     from rnnclf.inference.evaluate import evaluate_checkpoint
@@ -37,7 +40,7 @@ def eval_(
     checkpoint = checkpoint_or_newest(checkpoint, runs_dir, quiet=json_output)
     report = evaluate_checkpoint(checkpoint, split=split, data_file=data, device_name=device,
                                  log=lambda message: typer.echo(message, err=True),
-                                 precision=precision)
+                                 precision=precision, quantize=quantization_name(quantize))
     if json_output:
         typer.echo(json.dumps(report))
     else:

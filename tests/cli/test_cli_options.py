@@ -24,7 +24,7 @@ def help_text(*command: str) -> str:
 @pytest.mark.parametrize(("command", "shown"), [
     (["eval"], ["<test|val>", "<fp32|bf16|fp16>", "auto|cpu|cuda|cuda:N"]),
     (["predict"], ["<fp32|bf16|fp16>", "auto|cpu|cuda|cuda:N"]),
-    (["export"], ["<onnx|torchscript>"]),
+    (["export"], ["<onnx|torchscript|checkpoint>"]),
     (["train"], ["auto|cpu|cuda|cuda:N", "--seed <int>"]),
 ])
 def test_help_lists_the_choices(command: list[str], shown: list[str]) -> None:
@@ -69,7 +69,7 @@ def test_brackets_in_help_are_shown() -> None:
 
     walk(typer.main.get_command(app), [])
     assert checked >= 1  # export's "onnx (needs rnnclf[export])" at least
-    assert "onnx (needs rnnclf[export]) or torchscript" in help_text("export")
+    assert "onnx (needs rnnclf[export]), torchscript, or checkpoint" in help_text("export")
 
 
 def test_a_refused_choice_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -78,7 +78,7 @@ def test_a_refused_choice_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     line = result.assert_one_error_line()
     assert line == "error: --split 'train' is not allowed; use test or val"
     line = run_cli(["export", tmp_path / "best.pt", "-f", "tflite"], capsys).assert_one_error_line()
-    assert line == "error: --format 'tflite' is not allowed; use onnx or torchscript"
+    assert line == "error: --format 'tflite' is not allowed; use onnx, torchscript, checkpoint"
     line = run_cli(["eval", tmp_path / "best.pt", "--device", "gpu"], capsys
                    ).assert_one_error_line()
     assert line == "error: device 'gpu' is not allowed; use auto, cpu, cuda or cuda:N"

@@ -1,16 +1,25 @@
-# rnnclf developer tasks. `make install` builds .venv with the CPU build of torch.
+# rnnclf developer tasks. `make install` builds .venv with torch $(TORCH_VERSION) and rnnclf.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SHARED_DATA ?= ../shared/data/ag_news
 TORCH_VERSION ?= 2.13.0
+# Where `make install` gets torch. Empty: pip's own sources, i.e. a local wheel where pip is set
+# up with one (find-links), else PyPI, whose Linux wheel is the CUDA build (gigabytes with its
+# NVIDIA libraries). The CPU build: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# A CUDA build: the index URL that https://pytorch.org/get-started/locally/ gives for it.
+TORCH_INDEX ?=
 
 .PHONY: install test test-fast train bench gpu-bench lint format clean
 
-install:
+install:  ## .venv with torch (from TORCH_INDEX, see above) and rnnclf in editable mode
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
+	@if [ -n "$(TORCH_INDEX)" ]; then echo "torch $(TORCH_VERSION) from $(TORCH_INDEX)"; \
+	else echo "torch $(TORCH_VERSION) from pip's sources: a local wheel if pip has one, else PyPI" \
+		"(on Linux the CUDA build; for the CPU build: make install" \
+		"TORCH_INDEX=https://download.pytorch.org/whl/cpu)"; fi
+	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e ".[dev]"
 
 test:  ## every test, including the real-data regression (a few minutes)

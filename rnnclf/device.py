@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
@@ -9,8 +10,12 @@ import torch
 from rnnclf.accel.onednn import has_native_bf16
 from rnnclf.errors import RnnclfError
 
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")  # as train.device accepts (config/loading.py)
+
 
 def resolve_device(name: str) -> torch.device:
+    if not DEVICE_NAME.fullmatch(name):
+        raise RnnclfError(f"device {name!r} is not allowed; use auto, cpu, cuda or cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
-from typing import Annotated
+import warnings
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from rnnclf import __version__
 from rnnclf.cli.config import config_app
@@ -22,6 +25,35 @@ from rnnclf.cli.predict import predict
 from rnnclf.cli.train import train
 from rnnclf.errors import Interrupted, RnnclfError, StoppedAtOnce, one_line
 
+# Typer's words for a value outside an option's Literal choices.
+_NOT_A_CHOICE = re.compile(r"(?P<value>'[^']*'|\"[^\"]*\") is not one of (?P<choices>'.*?)\.?$")
+
+
+def choice_refused(error: typer.BadParameter) -> str | None:
+    """A refused --option choice in rnnclf's words (as the library says it), else None."""
+    match = _NOT_A_CHOICE.search(one_line(error.format_message()))
+    if match is None or error.param is None:
+        return None
+    choices = [choice.strip("'") for choice in match["choices"].split(", ")]
+    allowed = " or ".join(choices) if len(choices) == 2 else ", ".join(choices)
+    names = [name for name in error.param.opts if name.startswith("--")] or [error.param.name]
+    return f"{names[0]} {match['value']} is not allowed; use {allowed}"
+
+
+class _Commands(TyperGroup):
+    """The root group: a refused choice ends as an RnnclfError, like the same mistake caught by
+    the library (one line, exit 2), under `main()` and under a test's CliRunner alike."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as error:
+            message = choice_refused(error)
+            if message is None:
+                raise
+            raise RnnclfError(message) from None
+
+
 app = typer.Typer(
     name="rnnclf",
     help="Train, evaluate and use recurrent (RNN/LSTM/GRU) text classifiers on AG News or "
@@ -29,6 +61,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
+    # Plain help text: Rich markup would swallow brackets, as in "needs rnnclf[export]".
+    rich_markup_mode=None,
+    cls=_Commands,
 )
 
 
@@ -72,6 +107,9 @@ def _exit(message: str, code: int) -> None:
 
 def main() -> None:
     """Console entry point: user errors become one line and a non-zero exit, never a traceback."""
+    # torch warns at import when NumPy is absent; the CLI never needs NumPy, so the warning is
+    # noise. Set here, not at `import rnnclf`, which leaves the process's warnings alone.
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     try:
         code = app(standalone_mode=False)  # Click's own errors come back here as exceptions
     except Interrupted as error:  # a graceful stop the user asked for: not an error

@@ -1,4 +1,5 @@
-"""`rnnclf config show|validate`: the resolved config as YAML, and a check of config files."""
+"""`rnnclf config show|validate|list`: the resolved config as YAML, a check of config files, and
+the shipped configs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer
 
 from rnnclf.cli.arguments import ConfigArgs, split_config_args
 
-config_app = typer.Typer(help="Show and check YAML configs.", no_args_is_help=True)
+config_app = typer.Typer(help="Show, check and list YAML configs.", no_args_is_help=True)
 
 
 @config_app.command("show")
@@ -34,3 +35,14 @@ def config_validate(
     from rnnclf.config.explain import validate
 
     validate(paths, log=typer.echo)
+
+
+@config_app.command("list")
+def config_list() -> None:
+    """The shipped configs, by name (`rnnclf train NAME`), with what each one is."""
+    from rnnclf.config.shipped import description, shipped_configs
+
+    shipped = shipped_configs()
+    width = max(map(len, shipped), default=0)
+    for name, path in shipped.items():
+        typer.echo(f"{name:<{width}}  {description(path)}")

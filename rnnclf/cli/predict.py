@@ -13,8 +13,10 @@ import typer
 from rnnclf.cli.arguments import (
     DeviceOption,
     PrecisionOption,
+    QuantizeOption,
     RunsDirOption,
     checkpoint_or_newest,
+    quantization_name,
 )
 from rnnclf.errors import RnnclfError
 
@@ -56,6 +58,7 @@ def predict(
         min=1, help="With --input: texts per model call (default: train.eval_batch_size).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="With --input: show a progress bar.")] = True,
+    quantize: QuantizeOption = None,
 ) -> None:
     """Print each text's most probable label(s) and probability, or classify a whole file."""
     if (input_file is None) != (output_file is None):
@@ -68,19 +71,21 @@ def predict(
 
         stats = predict_file(checkpoint, input_file, output_file, text_field, header,
                              all_probabilities, batch_size, device_name=device,
-                             progress=progress, precision=precision)
+                             progress=progress, precision=precision,
+                             quantize=quantization_name(quantize))
         note = f"; {stats.empty} rows without text left unlabelled" if stats.empty else ""
         typer.echo(f"classified {stats.rows} rows -> {output_file}{note}", err=True)
         return
-    _predict_texts(texts or [], checkpoint, top_k, json_output, device, precision)
+    _predict_texts(texts or [], checkpoint, top_k, json_output, device, precision,
+                   quantization_name(quantize))
 
 
 def _predict_texts(texts: list[str], checkpoint: Path, top_k: int | None, json_output: bool,
-                   device: str, precision: str) -> None:
+                   device: str, precision: str, quantize: str | None = None) -> None:
     """Classify and print the texts chunk by chunk, so that stdin may be endless."""
     from rnnclf.inference.predictor import Predictor
 
-    predictor = Predictor(checkpoint, device, precision)
+    predictor = Predictor(checkpoint, device, precision, quantize)
     printed = 0
     for chunk in _chunks(_read_texts(texts), PREDICT_CHUNK):
         printed += len(chunk)

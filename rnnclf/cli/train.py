@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rnnclf.cli.arguments import split_config_args
+from rnnclf.cli.arguments import DEVICE_HELP, complete_device, split_config_args
 from rnnclf.errors import RnnclfError
 
 if TYPE_CHECKING:
@@ -31,6 +31,13 @@ def train(
     nproc: Annotated[int, typer.Option(
         "--nproc", min=1, help="Train data-parallel in N processes on this machine (runs "
                                "torchrun; see docs/distributed.md).")] = 1,
+    device: Annotated[str | None, typer.Option(
+        help=f"Train on this device (sets train.device): {DEVICE_HELP}",
+        metavar="auto|cpu|cuda|cuda:N", autocompletion=complete_device,
+        show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of initialisation, shuffling and dropout (sets train.seed; a resumed run "
+             "keeps its own).", show_default=False)] = None,
 ) -> None:
     """Train a classifier; writes runs/<name>/ (config.yaml, metrics.jsonl, best.pt, last.pt)."""
     from rnnclf.config.loading import load_config, to_yaml
@@ -39,6 +46,9 @@ def train(
 
     config_path, overrides = split_config_args(args or [])
     overrides += set_ or []
+    # Last, so they win over the same key given as an override; --resume checks them too.
+    overrides += [f"train.device={device}"] if device is not None else []
+    overrides += [f"train.seed={seed}"] if seed is not None else []
     if resume is not None:
         if config_path is not None:
             raise RnnclfError("--resume continues a run with its saved config; drop the config "
@@ -53,12 +63,17 @@ def train(
         raise RnnclfError("train.ensemble trains its members one after another in one process; "
                           "drop --nproc, or set train.ensemble=1")
     if nproc > 1:  # the config is valid: start the same command in nproc processes
-        relaunched = ["train", *([str(config_path)] if config_path else [])]
-        relaunched += [arg for override in overrides for arg in ("--set", override)]
-        relaunched += (["--resume", str(resume)] if resume else []) + (
-            ["--overwrite"] if overwrite else [])
-        raise typer.Exit(launch(nproc, relaunched))
+        raise typer.Exit(launch(nproc, _relaunched(config_path, overrides, resume, overwrite)))
     _fit(config, overwrite, resume, overrides)
+
+
+def _relaunched(config_path: Path | None, overrides: list[str], resume: Path | None,
+                overwrite: bool) -> list[str]:
+    """The `rnnclf train` arguments each of the --nproc processes runs (overrides as --set)."""
+    relaunched = ["train", *([str(config_path)] if config_path else [])]
+    relaunched += [arg for override in overrides for arg in ("--set", override)]
+    return relaunched + (["--resume", str(resume)] if resume else []) + (
+        ["--overwrite"] if overwrite else [])
 
 
 def _fit(config: Config, overwrite: bool, resume: Path | None, overrides: list[str]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from rnnclf.config.schema import SECTIONS, Config, DataConfig, field_table
+from rnnclf.config.shipped import resolve_config
 from rnnclf.errors import RnnclfError
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -252,7 +253,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 def read_yaml(path: Path) -> Any:
     """The YAML document in `path`; a missing, unreadable or malformed file is one line."""
     if not path.exists():
-        raise RnnclfError(f"config file {path} does not exist; check the path (shipped: configs/)")
+        raise RnnclfError(f"config file {path} does not exist; check the path")
     if path.is_dir():
         raise RnnclfError(f"config path {path} is a folder; give a .yaml file")
     try:
@@ -269,7 +270,10 @@ def read_yaml(path: Path) -> Any:
 
 
 def load_config(path: Path | None = None, overrides: list[str] | None = None) -> Config:
-    """YAML file (or the defaults) -> overrides -> validated Config, with a run name filled in."""
+    """YAML file (or the defaults) -> overrides -> validated Config, with a run name filled in.
+    `path` may name a shipped config instead (`agnews_lstm`); an existing file wins."""
+    if path is not None:
+        path = resolve_config(Path(path))
     raw = read_yaml(path) if path is not None else {}
     source = str(path) if path is not None else "config"
     if raw is None:

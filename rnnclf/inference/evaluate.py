@@ -18,21 +18,24 @@ from rnnclf.data.word_vectors import extra_vocabulary
 from rnnclf.device import inference_autocast, resolve_device
 from rnnclf.inference.metrics import classification_report
 from rnnclf.inference.multilabel_metrics import checkpoint_thresholds, multilabel_report
+from rnnclf.inference.quantize import load_for_inference
 from rnnclf.inference.scoring import predict_split
 from rnnclf.runs.atomic import write_json
-from rnnclf.runs.checkpoint import LoadedModel, load_model
+from rnnclf.runs.checkpoint import LoadedModel
 from rnnclf.training import plots
 
 
 def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path | None = None,
                         device_name: str = "auto", batch_size: int | None = None,
                         write: bool = True, log: Callable[[str], None] | None = None,
-                        precision: str = "fp32") -> dict[str, Any]:
+                        precision: str = "fp32", quantize: str | None = None
+                        ) -> dict[str, Any]:
     """Metrics of `checkpoint` on `split` ("test" or "val") or on `data_file`; writes eval.json
-    and, with matplotlib installed, the confusion matrix as confusion.png beside it."""
+    (eval_int8.json with int8 weights: `quantize`, or an int8 checkpoint) and, with matplotlib
+    installed, the confusion matrix as confusion.png beside it."""
     device = resolve_device(device_name)
     autocast = inference_autocast(precision, device)  # a wrong --precision fails first
-    loaded = load_model(checkpoint, device)
+    loaded = load_for_inference(checkpoint, device, precision, quantize)
     data_config = loaded.config.data
     skipped = 0
     if data_file is not None:
@@ -64,15 +67,26 @@ def evaluate_checkpoint(checkpoint: Path, split: str = "test", data_file: Path |
                          device)
     report.update({"checkpoint": str(checkpoint), "split": "file" if data_file else split,
                    "data": source, "skipped_rows": skipped, "precision": precision})
+    if loaded.quantization is not None:  # (an fp32 report keeps its keys as they were)
+        report["quantization"] = loaded.quantization
     if write:
-        name = "eval.json" if split == "test" and data_file is None else f"eval_{split}.json"
-        if data_file is not None:
-            name = f"eval_{data_file.stem}.json"
+        name = _report_name(split, data_file, loaded.quantization)
         write_json(checkpoint.parent / name, report)
         if not report.get("multi_label"):  # multi-label has no confusion matrix
             image = plots.confusion_path(checkpoint.parent / name)
             plots.try_plot(lambda: plots.plot_confusion(report, image), log)
     return report
+
+
+def _report_name(split: str, data_file: Path | None, quantization: str | None) -> str:
+    """eval.json, eval_val.json or eval_<file stem>.json; eval_int8*.json for an int8 model,
+    so the fp32 figures stay beside it."""
+    name = "eval.json" if split == "test" and data_file is None else f"eval_{split}.json"
+    if data_file is not None:
+        name = f"eval_{data_file.stem}.json"
+    if quantization is not None:
+        name = name.replace("eval", f"eval_{quantization}", 1)
+    return name
 
 
 def _report(loaded: LoadedModel, split: EncodedSplit, batch_size: int, device: torch.device

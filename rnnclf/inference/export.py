@@ -20,13 +20,15 @@ from rnnclf import __version__
 from rnnclf.data.text import PAD_INDEX, UNK_INDEX
 from rnnclf.errors import RnnclfError
 from rnnclf.inference.multilabel_metrics import checkpoint_thresholds
+from rnnclf.inference.onnx_int8 import quantize_onnx
+from rnnclf.inference.quantize import INT8_SCHEME, QUANTIZATIONS, int8_checkpoint
 from rnnclf.models.classifier import RNNClassifier
 from rnnclf.models.ensemble import EnsembleClassifier
 from rnnclf.runs.atomic import atomic_write_bytes, write_json
-from rnnclf.runs.checkpoint import LoadedModel, load_model
+from rnnclf.runs.checkpoint import LoadedModel, load_model, save_checkpoint
 
-FORMATS = ("onnx", "torchscript")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+FORMATS = ("onnx", "torchscript", "checkpoint")  # checkpoint: only with --quantize int8
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "checkpoint": ".pt"}
 ONNX_OPSET = 17
 INSTALL_HINT = "pip install 'rnnclf[export]'"
 
@@ -53,8 +55,10 @@ class Exported(nn.Module):
         return logits, logits.softmax(dim=1)
 
 
-def metadata(loaded: LoadedModel, model_file: str, export_format: str) -> dict[str, Any]:
-    """What a program needs to turn text into the exported model's inputs and read its outputs."""
+def metadata(loaded: LoadedModel, model_file: str, export_format: str,
+             quantization: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a program needs to turn text into the exported model's inputs and read its outputs;
+    `quantization`: how an int8 export was made and checked (None: fp32)."""
     data = loaded.config.data
     return {
         "format": "rnnclf-export",
@@ -92,6 +96,7 @@ def metadata(loaded: LoadedModel, model_file: str, export_format: str) -> dict[s
         "vocab": list(loaded.vocab.itos),
         "model": dict(vars(loaded.config.model)),
         "ensemble": loaded.config.train.ensemble,  # > 1: logits are log mean probabilities
+        "quantization": quantization,
     }
 
 
@@ -131,17 +136,34 @@ def _torchscript_bytes(module: nn.Module, vocab_size: int) -> bytes:
     return buffer.getvalue()
 
 
-def default_output(checkpoint: Path, export_format: str) -> Path:
-    return checkpoint.with_name(checkpoint.stem + SUFFIXES[export_format])
+def default_output(checkpoint: Path, export_format: str, quantize: str | None = None) -> Path:
+    infix = f".{quantize}" if quantize else ""
+    return checkpoint.with_name(checkpoint.stem + infix + SUFFIXES[export_format])
 
 
-def export_checkpoint(checkpoint: Path, export_format: str, output: Path | None = None
-                      ) -> tuple[Path, Path]:
-    """Write the model file and `<model file>.json`; returns both paths."""
+def _check_request(export_format: str, quantize: str | None) -> None:
     if export_format not in FORMATS:
-        raise RnnclfError(f"--format {export_format!r} is not allowed; use onnx or torchscript")
+        raise RnnclfError(f"--format {export_format!r} is not allowed; use onnx or torchscript "
+                          "(or checkpoint with --quantize int8)")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise RnnclfError(f"--quantize {quantize!r} is not allowed; use int8 (or leave it out)")
+    if export_format == "checkpoint" and quantize is None:
+        raise RnnclfError("--format checkpoint writes an int8 checkpoint; add --quantize int8 "
+                          "(best.pt is the fp32 one)")
+    if export_format == "torchscript" and quantize is not None:
+        raise RnnclfError(f"--quantize {quantize} exports ONNX (onnxruntime's quantizer) or an "
+                          "int8 checkpoint, not TorchScript; use --format onnx or checkpoint")
+
+
+def export_checkpoint(checkpoint: Path, export_format: str, output: Path | None = None,
+                      quantize: str | None = None) -> tuple[Path, Path]:
+    """Write the model file and `<model file>.json`; returns both paths. `quantize` "int8":
+    an int8 ONNX file (onnxruntime's dynamic quantizer, checked against the fp32 export) or
+    an int8 checkpoint (rnnclf/inference/quantize.py)."""
+    _check_request(export_format, quantize)
     loaded = load_model(checkpoint, "cpu", reference_path=True)
-    output = Path(output) if output is not None else default_output(checkpoint, export_format)
+    output = (Path(output) if output is not None
+              else default_output(checkpoint, export_format, quantize))
     if output.is_dir():
         raise RnnclfError(f"--out {output} is a folder; give a file name")
     if not output.parent.is_dir():
@@ -149,12 +171,19 @@ def export_checkpoint(checkpoint: Path, export_format: str, output: Path | None 
                           "--out")
     module = Exported(loaded.model, loaded.config.data.max_length,
                       loaded.config.data.multi_label).eval()
-    with torch.no_grad():
-        if export_format == "onnx":
-            payload = _onnx_bytes(module, len(loaded.vocab))
-        else:
-            payload = _torchscript_bytes(module, len(loaded.vocab))
-    atomic_write_bytes(output, lambda handle: handle.write(payload))
+    quantization = None
+    if export_format == "checkpoint":
+        save_checkpoint(output, int8_checkpoint(loaded.payload))
+        quantization = dict(INT8_SCHEME)
+    else:
+        with torch.no_grad():
+            if export_format == "onnx":
+                payload = _onnx_bytes(module, len(loaded.vocab))
+                if quantize is not None:
+                    payload, quantization = quantize_onnx(payload, loaded)
+            else:
+                payload = _torchscript_bytes(module, len(loaded.vocab))
+        atomic_write_bytes(output, lambda handle: handle.write(payload))
     info_path = output.with_name(output.name + ".json")
-    write_json(info_path, metadata(loaded, output.name, export_format))
+    write_json(info_path, metadata(loaded, output.name, export_format, quantization))
     return output, info_path

@@ -165,13 +165,13 @@ def predict_file(checkpoint: Path, input_path: Path, output_path: Path,
                  text_fields: str | None = None, header: bool | None = None,
                  all_probabilities: bool = False, batch_size: int | None = None,
                  chunk_rows: int = 16_384, device_name: str = "auto", progress: bool = True,
-                 precision: str = "fp32") -> FileStats:
+                 precision: str = "fp32", quantize: str | None = None) -> FileStats:
     """Classify every row of `input_path`; write `output_path` with the prediction columns."""
     if not input_path.is_file():
         raise RnnclfError(f"--input {input_path} does not exist or is not a file")
     in_kind = file_format(input_path, "--input")
     out_kind = "jsonl" if str(output_path) == "-" else file_format(output_path, "--output")
-    predictor = Predictor(checkpoint, device_name, precision)
+    predictor = Predictor(checkpoint, device_name, precision, quantize)
     trained = predictor.data_config
     own_data = trained.dataset != "ag_news"  # its text columns are the ones trained on
     fields = split_fields(text_fields or (trained.text_fields if own_data else "text"))

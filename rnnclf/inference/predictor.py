@@ -13,7 +13,7 @@ from rnnclf.data.dataset import encode_texts, text_of
 from rnnclf.device import inference_autocast, resolve_device
 from rnnclf.errors import RnnclfError
 from rnnclf.inference.multilabel_metrics import checkpoint_thresholds, decisions
-from rnnclf.runs.checkpoint import load_model
+from rnnclf.inference.quantize import load_for_inference
 
 # Texts beyond this many characters are cut before tokenizing: max_length tokens never need
 # more, and it keeps memory bounded for a 1 MB line.
@@ -34,11 +34,14 @@ class Prediction:
 
 class Predictor:
     def __init__(self, checkpoint: Path, device_name: str = "auto",
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", quantize: str | None = None) -> None:
+        """`quantize` "int8": the int8 model (rnnclf/inference/quantize.py), CPU and fp32 only;
+        an int8 checkpoint is int8 without it. `self.quantization` says which ran."""
         self.device = resolve_device(device_name)
         inference_autocast(precision, self.device)  # a wrong --precision fails before loading
         self.precision = precision
-        loaded = load_model(checkpoint, self.device)
+        loaded = load_for_inference(checkpoint, self.device, precision, quantize)
+        self.quantization = loaded.quantization
         self.model = loaded.model
         self.vocab = loaded.vocab
         self.label_names = loaded.label_names

@@ -17,11 +17,14 @@ from rnnclf.errors import RnnclfError
 from rnnclf.models.build import build_classifier
 from rnnclf.models.classifier import RNNClassifier
 from rnnclf.models.ensemble import EnsembleClassifier
+from rnnclf.models.int8 import dequantize_state
 from rnnclf.runs.atomic import atomic_torch_save
 
 FORMAT = "rnnclf-checkpoint"
 FORMAT_VERSION = 1
-REQUIRED = ("config", "vocab", "label_names", "model_state")
+REQUIRED = ("config", "vocab", "label_names")
+# The weights: fp32 as trained, or int8 (`rnnclf export --format checkpoint --quantize int8`).
+STATE_KEYS = ("model_state", "model_state_int8")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -63,6 +66,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise RnnclfError(f"{path} has checkpoint format version {version!r}, this rnnclf reads "
                           f"version {FORMAT_VERSION}; use the rnnclf version that wrote it")
     missing = [key for key in REQUIRED if key not in payload]
+    if not any(key in payload for key in STATE_KEYS):
+        missing.append("model_state")
     if missing:
         raise RnnclfError(f"{path} is an incomplete checkpoint (missing {', '.join(missing)}); "
                           "use another checkpoint")
@@ -76,13 +81,20 @@ class LoadedModel:
     vocab: Vocab
     label_names: list[str]
     payload: dict[str, Any]
+    quantization: str | None = None  # "int8": int8 weights (rnnclf/inference/quantize.py)
 
 
 def load_model(path: Path, device: torch.device | str = "cpu", *,
                reference_path: bool = False) -> LoadedModel:
     """The checkpoint's model on `device`, in eval mode, with the backend `select_backend`
-    picks for `device` (eval, predict); `reference_path` leaves it without one (export)."""
+    picks for `device` (eval, predict); `reference_path` leaves it without one (export).
+    An int8 checkpoint loads as the fp32 model of its int8 values (`quantization` "int8");
+    rnnclf/inference/quantize.py then makes the int8 model of it."""
     payload = load_checkpoint(path)
+    quantization = "int8" if "model_state_int8" in payload else None
+    if quantization is not None and torch.device(device).type != "cpu":
+        raise RnnclfError(f"{path} is an int8 checkpoint, which runs on the CPU only; use "
+                          "--device cpu (or the fp32 best.pt)")
     try:
         config = from_saved_dict(payload["config"], source=f"{path} (saved config)")
     except RnnclfError as error:
@@ -93,7 +105,8 @@ def load_model(path: Path, device: torch.device | str = "cpu", *,
         label_names = [str(name) for name in payload["label_names"]]
         backend = None if reference_path else select_backend(device)
         model = build_classifier(config, len(vocab), len(label_names), backend=backend)
-        model.load_state_dict(payload["model_state"])
+        model.load_state_dict(payload["model_state"] if quantization is None
+                              else dequantize_state(payload["model_state_int8"]))
     except RnnclfError:
         raise
     except Exception as error:
@@ -101,7 +114,7 @@ def load_model(path: Path, device: torch.device | str = "cpu", *,
         raise RnnclfError(f"{path} does not match the model it describes ({first_line[:160]}); "
                           "the file is damaged or was edited") from None
     model.to(device).eval()
-    return LoadedModel(model, config, vocab, label_names, payload)
+    return LoadedModel(model, config, vocab, label_names, payload, quantization)
 
 
 def newest_run_checkpoint(runs_dir: Path, name: str = "best.pt") -> Path:

@@ -61,4 +61,4 @@ def test_cli_export_and_errors(tmp_path: Path) -> None:
     assert (tmp_path / "best.torchscript.pt").is_file()
     assert (tmp_path / "best.torchscript.pt.json").is_file()
     result = runner.invoke(app, ["export", str(checkpoint), "--format", "tflite"])
-    assert result.exit_code != 0 and "use onnx or torchscript" in str(result.exception)
+    assert result.exit_code != 0 and "use onnx, torchscript, checkpoint" in str(result.exception)

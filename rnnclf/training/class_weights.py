@@ -64,7 +64,7 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
     Without label smoothing this is `F.cross_entropy(weight=class_weights)`. With it, that call
     also weighs each row's smoothing term by every class's weight (pytorch/pytorch#104776): at
     95/5 with balanced weights (0.53, 10) and label_smoothing 0.1, the smoothing alone pulls
-    every majority row to about 50% minority, and the model cannot learn the majority class
+    every majority row towards 50% minority, so the model calls many majority rows minority
     (docs/imbalance.md). Weighing whole rows is scikit-learn's and Keras' class_weight.
     """
     per_row = F.cross_entropy(logits, labels, reduction="none",

@@ -88,6 +88,9 @@ def load_served_model(path: Path, options: LoadOptions) -> ServedModel:
     data, key = read_checkpoint_bytes(path)
     digest = hashlib.sha256(data).hexdigest()
     predictor, model_section = _predictor_from_bytes(data, path, options)
+    # The first call pays one-off set-up (kernels, allocator); pay it here, not in a request.
+    # It also proves a new checkpoint can predict before it replaces the old one.
+    predictor.predict(["warm up the model"])
     return ServedModel(predictor, path, digest, key, model_section)
 
 

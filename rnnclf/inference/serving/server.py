@@ -40,6 +40,9 @@ def serve(checkpoint: Path, settings: ServeSettings, options: LoadOptions) -> No
     from rnnclf.inference.serving.reloader import CheckpointWatcher, ModelHolder
     from rnnclf.inference.serving.requests import Limits
 
+    from rnnclf.accel.onednn import use_public_linear
+
+    use_public_linear()  # memory stays flat whatever batch shapes the clients make
     holder = ModelHolder(load_served_model(checkpoint, options))
     batcher = MicroBatcher(holder.get, settings.max_batch, settings.max_wait_ms)
     watcher = (CheckpointWatcher(holder, options, settings.reload_interval_s)

@@ -333,8 +333,8 @@ def markdown(report: dict[str, object]) -> str:
         for item in report.get("targets", []):
             lines.append(f"- {item['target']}: {item['measured']} (ratio {item['ratio']}) "
                          f"{'met' if item['met'] else 'NOT met'}")
-    if "malformed_mix" in report:
-        lines.append(f"\nmalformed mix: {json.dumps(report['malformed_mix'])}")
+    for key in [key for key in report if key.startswith("malformed_mix")]:
+        lines.append(f"\n{key.replace('_', ' ')}: {json.dumps(report[key])}")
     lines.append(f"server RSS (MiB): {json.dumps(report.get('rss', {}))}")
     return "\n".join(lines)
 

@@ -35,12 +35,11 @@ def serve(checkpoint: Path, settings: ServeSettings, options: LoadOptions) -> No
     except ImportError:
         raise RnnclfError("rnnclf serve needs the serve extra: "
                           "pip install 'rnnclf[serve]'") from None
+    from rnnclf.accel.onednn import use_public_linear
     from rnnclf.inference.serving.app import Service, create_app
     from rnnclf.inference.serving.batcher import MicroBatcher
     from rnnclf.inference.serving.reloader import CheckpointWatcher, ModelHolder
     from rnnclf.inference.serving.requests import Limits
-
-    from rnnclf.accel.onednn import use_public_linear
 
     use_public_linear()  # memory stays flat whatever batch shapes the clients make
     holder = ModelHolder(load_served_model(checkpoint, options))

@@ -46,8 +46,9 @@ class GatedPredict:
 def test_concurrent_requests_share_one_model_call(served_checkpoint: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     gate = GatedPredict(Predictor.predict)
-    gate.install(monkeypatch)
     service = make_service(served_checkpoint, max_batch=64, max_wait_ms=1.0)
+    # after the service: its warm-up prediction must not pass the gate
+    gate.install(monkeypatch)
     batcher = service.batcher
 
     async def scenario() -> list:
@@ -79,8 +80,9 @@ def test_concurrent_requests_share_one_model_call(served_checkpoint: Path,
 def test_a_batch_never_passes_max_batch_texts(served_checkpoint: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     gate = GatedPredict(Predictor.predict)
-    gate.install(monkeypatch)
     service = make_service(served_checkpoint, max_batch=8, max_wait_ms=1.0)
+    # after the service: its warm-up prediction must not pass the gate
+    gate.install(monkeypatch)
 
     async def scenario() -> None:
         service.batcher.start()
@@ -122,8 +124,9 @@ def test_a_lone_request_does_not_wait_out_the_window(served_checkpoint: Path) ->
 def test_stop_finishes_queued_requests(served_checkpoint: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     gate = GatedPredict(Predictor.predict)
-    gate.install(monkeypatch)
     service = make_service(served_checkpoint, max_batch=2)
+    # after the service: its warm-up prediction must not pass the gate
+    gate.install(monkeypatch)
 
     async def scenario() -> list:
         service.batcher.start()

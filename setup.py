@@ -18,6 +18,7 @@ FLAGS = ["/O2"] if sys.platform == "win32" else ["-O3"]
 
 setup(packages=[*find_packages(include=["rnnclf", "rnnclf.*"]), "rnnclf.configs"],
       package_dir={"rnnclf.configs": "configs"},
-      package_data={"rnnclf.configs": ["*.yaml"]},
+      package_data={"rnnclf.configs": ["*.yaml"],
+                    "rnnclf.inference.serving": ["static/*.html"]},
       ext_modules=[Extension("rnnclf.accel._kernels", ["rnnclf/accel/_kernels.c"],
                              extra_compile_args=FLAGS, optional=True)])

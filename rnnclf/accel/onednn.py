@@ -62,3 +62,11 @@ def linear(inputs: torch.Tensor, weight: torch.Tensor,
     if LINEAR_POINTWISE is not None and inputs.dtype in _ONEDNN_DTYPES:
         return LINEAR_POINTWISE(inputs, weight, bias, "none", [], "")
     return public_linear(inputs, weight, bias)
+
+
+def use_public_linear() -> None:
+    """Route `linear` through public ops from now on, for long-running processes (`rnnclf
+    serve`): oneDNN's inner product keeps about 1 MB per distinct input row count and never
+    frees it, and a server sees ever-new row counts (docs/serving.md, "Memory")."""
+    global LINEAR_POINTWISE
+    LINEAR_POINTWISE = None

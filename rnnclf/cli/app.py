@@ -22,6 +22,7 @@ from rnnclf.cli.eval import eval_
 from rnnclf.cli.export import export
 from rnnclf.cli.plot import plot
 from rnnclf.cli.predict import predict
+from rnnclf.cli.serve import serve
 from rnnclf.cli.train import train
 from rnnclf.errors import Interrupted, RnnclfError, StoppedAtOnce, one_line
 
@@ -89,6 +90,7 @@ app.command("plot")(plot)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.command("export")(export)
+app.command("serve")(serve)
 
 
 def _click_class(name: str) -> type[Exception]:

@@ -64,6 +64,7 @@ def test_wheel_ships_the_configs_by_name(tmp_path: Path) -> None:
     shipped = sorted(path.name for path in (REPO / "configs").glob("*.yaml"))
     assert sorted(Path(name).name for name in names
                   if name.startswith("rnnclf/configs/")) == shipped
+    assert "rnnclf/inference/serving/static/index.html" in names  # serve's demo page
     if shutil.which("cc") or shutil.which("gcc"):  # the C kernels are built into the wheel
         assert any(name.startswith("rnnclf/accel/_kernels") for name in names), names
 

@@ -8,7 +8,7 @@ import inspect
 import os
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class ServedModel:
     sha256: str
     file_key: FileKey
     model_section: dict[str, Any]  # the checkpoint's model config: cell, sizes, n-grams
-    loaded_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     @property
     def labels(self) -> list[str]:

@@ -34,6 +34,7 @@ from rnnclf.training.distributed import (
     wrap_model,
 )
 from rnnclf.training.epoch import EpochResult, EpochRunner
+from rnnclf.training.finetune import init_from_pretrained, unfreeze_for_epoch
 from rnnclf.training.optimizers import OptimizerGroup, build_optimizer
 from rnnclf.training.schedule import learning_rate
 from rnnclf.training.signals import StopSignal
@@ -66,6 +67,8 @@ def _all_finite(model: nn.Module) -> bool:
 class Trainer:
     """One training run: setup(), then train() (the epochs, each closed by _end_epoch), then
     finish(). `fit` runs the three."""
+
+    runner_class: type[EpochRunner] = EpochRunner  # the steps of one epoch
 
     # Built by setup():
     device: torch.device
@@ -147,6 +150,10 @@ class Trainer:
             # all-reduce.
             raise RnnclfError("optim.skip_nonfinite cannot be used with data-parallel training; "
                               "set optim.skip_nonfinite=false or train in one process")
+        if self.dist.enabled and self.config.optim.gradual_unfreeze:
+            # DDP fixes the parameters it synchronises when it wraps the model.
+            raise RnnclfError("optim.gradual_unfreeze cannot be used with data-parallel "
+                              "training; set optim.gradual_unfreeze=false or train in one process")
 
     def _load_resume_state(self) -> dict[str, Any] | None:
         """The last.pt of the run to resume (None for a new run)."""
@@ -247,6 +254,8 @@ class Trainer:
             self.log(f"pretrained embeddings: {model.pretrained_embeddings} covered "
                      f"{self.progress.pretrained_coverage:.1%} of the vocabulary"
                      f"{' (frozen)' if model.freeze_embeddings else ''}")
+        if model.init_from:  # after the word vectors: the pretrained encoder replaces them
+            self.log(init_from_pretrained(self.model, self.config, self.data.vocab))
         self.files.write_config(self.config)
 
     def _log_model(self) -> None:
@@ -265,13 +274,17 @@ class Trainer:
         """Epochs until train.epochs, an early stop or a signal (which saves, then raises)."""
         config, progress = self.config, self.progress
         self.tensorboard = self.files.open_tensorboard(config, progress.global_step)
-        runner = EpochRunner(self.train_model, self.optimizer, config, self.device, self.scaler,
-                             self.dist, self.stop, self.tensorboard, self.show_progress)
+        runner = self.runner_class(self.train_model, self.optimizer, config, self.device,
+                                   self.scaler, self.dist, self.stop, self.tensorboard,
+                                   self.show_progress)
         closing = (contextlib.closing(self.tensorboard) if self.tensorboard is not None
                    else contextlib.nullcontext())
         with self.stop.installed(), closing:
             while progress.epoch < config.train.epochs:
                 epoch_started = time.perf_counter()
+                if config.optim.gradual_unfreeze:  # the layer groups this epoch trains
+                    self.log(unfreeze_for_epoch(self.model, progress.epoch,
+                                                config.model.freeze_embeddings))
                 # Train on this epoch's batches (a resumed run from the step it had reached).
                 result = runner.train_one_epoch(self.data.train, progress, self.total_steps)
                 # A signal mid-epoch: save last.pt at this step and stop.
@@ -321,11 +334,14 @@ class Trainer:
         self.files.append_metrics(record)
         if self.tensorboard is not None:
             self.tensorboard.log_epoch(record)
+        self._log_epoch(record, improved)
+        return self._early_stop()
+
+    def _log_epoch(self, record: dict[str, Any], improved: bool) -> None:
         self.log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc "
                  f"{record['train_acc']:.4f} | val loss {record['val_loss']:.4f} acc "
                  f"{record['val_acc']:.4f}{' *' if improved else ''} | "
                  f"{record['samples_per_s']:.0f} samples/s, {record['seconds']:.1f} s")
-        return self._early_stop()
 
     def _epoch_record(self, result: EpochResult, val: dict[str, float], epoch_started: float
                       ) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""Time one language-model training step per output layer (pretrain.output), at a given
-vocabulary size: the figures of docs/pretraining.md. Not part of the CLI.
+"""Time one language-model training step per output layer (pretrain.output) on real AG News
+batches (the training split's first batches, its whole vocabulary): the figures of
+docs/pretraining.md. Not part of the CLI.
 
-    PYTHONPATH=. python scripts/lm_output_bench.py --vocab 33000 --threads 1
+    PYTHONPATH=. python scripts/lm_output_bench.py --data-dir /work/shared/data/ag_news \
+        --train-file train_subset.csv --threads 1
 """
 
 from __future__ import annotations
@@ -11,21 +13,22 @@ import time
 
 import torch
 
+from rnnclf.config.schema import DataConfig
+from rnnclf.data.batches import Batch, epoch_batches
+from rnnclf.data.dataset import prepare_training_data
 from rnnclf.models.classifier import RNNClassifier
 from rnnclf.models.language_model import OUTPUTS, LanguageModel
 
 
-def seconds_per_step(output: str, vocab: int, batch: int, length: int, steps: int) -> float:
+def seconds_per_step(output: str, vocab: int, batches: list[Batch]) -> float:
     torch.manual_seed(0)
     encoder = RNNClassifier(vocab, 1, embedding_dim=50, hidden_size=128)
     model = LanguageModel(encoder, output)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    tokens = torch.randint(2, vocab, (batch, length))
-    lengths = torch.full((batch,), length)
     timings = []
-    for _ in range(steps + 2):  # the first two warm up
+    for batch in batches:  # the first two warm up
         started = time.perf_counter()
-        loss = model(tokens, lengths) / model.predicted_tokens(lengths)
+        loss = model(batch.tokens, batch.lengths) / model.predicted_tokens(batch.lengths)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -35,17 +38,22 @@ def seconds_per_step(output: str, vocab: int, batch: int, length: int, steps: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--vocab", type=int, default=33000)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--train-file", default="train.csv")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--length", type=int, default=45)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    data = prepare_training_data(DataConfig(dir=args.data_dir, train_file=args.train_file,
+                                            download=False))
+    batches = list(epoch_batches(data.train, args.batch, 256, seed=0, epoch=0))[:args.steps + 2]
+    tokens = sum(int(batch.lengths.sum()) for batch in batches[2:])
     for output in OUTPUTS:
-        seconds = seconds_per_step(output, args.vocab, args.batch, args.length, args.steps)
-        print(f"{output}: {seconds * 1000:.0f} ms per step (median of {args.steps}), vocab "
-              f"{args.vocab}, batch {args.batch} x {args.length} tokens, {args.threads} thread(s)")
+        seconds = seconds_per_step(output, len(data.vocab), batches)
+        print(f"{output}: {seconds * 1000:.0f} ms per step (median of {args.steps}), vocabulary "
+              f"{len(data.vocab)}, batch {args.batch} ({tokens / args.steps:.0f} tokens on "
+              f"average), {args.threads} thread(s)")
 
 
 if __name__ == "__main__":

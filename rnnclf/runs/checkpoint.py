@@ -83,6 +83,10 @@ def load_model(path: Path, device: torch.device | str = "cpu", *,
     """The checkpoint's model on `device`, in eval mode, with the backend `select_backend`
     picks for `device` (eval, predict); `reference_path` leaves it without one (export)."""
     payload = load_checkpoint(path)
+    if payload.get("language_model"):
+        raise RnnclfError(f"{path} is a language model from `rnnclf pretrain`, not a classifier; "
+                          f"train one from it (rnnclf train model.init_from={path}) and use that "
+                          "run's best.pt")
     try:
         config = from_saved_dict(payload["config"], source=f"{path} (saved config)")
     except RnnclfError as error:

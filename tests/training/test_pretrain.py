@@ -17,7 +17,7 @@ from rnnclf.config.resume import load_resume_config
 from rnnclf.data.dataset import prepare_training_data
 from rnnclf.errors import RnnclfError
 from rnnclf.models.classifier import RNNClassifier
-from rnnclf.runs.checkpoint import load_checkpoint
+from rnnclf.runs.checkpoint import load_checkpoint, load_model
 from rnnclf.training.finetune import layer_depth, scaled_groups, unfreeze_for_epoch
 from rnnclf.training.optimizers import build_optimizer
 from rnnclf.training.pretrain import fit_language_model, language_model_texts, pretrain_config
@@ -101,6 +101,8 @@ def test_pretrain_writes_a_run_folder_with_perplexity_and_resumes(marked_data: P
     first = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(first) == 1 and first[0]["val_ppl"] > 1 and first[0]["train_ppl"] > 1
     assert load_checkpoint(run / "best.pt")["language_model"] is True
+    with pytest.raises(RnnclfError, match="is a language model from `rnnclf pretrain`"):
+        load_model(run / "best.pt")
     resumed = load_resume_config(run, ["train.epochs=3"])
     summary = fit_language_model(resumed, resume_dir=run, log=quiet)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -22,6 +22,7 @@ from rnnclf.cli.eval import eval_
 from rnnclf.cli.export import export
 from rnnclf.cli.plot import plot
 from rnnclf.cli.predict import predict
+from rnnclf.cli.pretrain import pretrain
 from rnnclf.cli.serve import serve
 from rnnclf.cli.train import train
 from rnnclf.errors import Interrupted, RnnclfError, StoppedAtOnce, one_line
@@ -84,6 +85,7 @@ def root(
 
 # The order here is the order `rnnclf --help` lists them in.
 app.command()(train)
+app.command()(pretrain)
 app.command("eval")(eval_)
 app.command()(predict)
 app.command("plot")(plot)

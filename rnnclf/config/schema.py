@@ -114,6 +114,10 @@ class ModelConfig:
     ngram_dim: int = param(64, "size of each n-gram vector", min=1)
     ngram_dropout: float = param(0.3, "share of a text's n-grams left out of its bag at random "
                                  "while training", min=0.0, max=1.0, max_exclusive=True)
+    init_from: str = param(
+        "", "start the embedding and recurrent layers from this pretrained run folder or "
+        "checkpoint (`rnnclf pretrain`, docs/pretraining.md); a bare name is looked up in "
+        "train.runs_dir; empty: no pretrained encoder")
 
 
 @dataclass
@@ -140,6 +144,12 @@ class OptimConfig:
         "count) over the training split, as scikit-learn), or one number per class in label "
         "order, e.g. [1, 19] (docs/imbalance.md)"
     )
+    discriminative_lr: float = param(
+        1.0, "divide the lr by this once per layer group below the output layer (ULMFiT: 2.6; "
+        "groups: head, each recurrent layer top down, embedding); 1 = one lr", min=1.0)
+    gradual_unfreeze: bool = param(
+        False, "train only the output layer in epoch 1, then unfreeze one more layer group "
+        "per epoch, top down (ULMFiT; for model.init_from)")
 
 
 @dataclass
@@ -180,11 +190,35 @@ class TrainConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """`rnnclf pretrain`: the encoder trained as a language model (docs/pretraining.md); model.*
+    gives its architecture, optim.* and train.* the rest of the run."""
+
+    name: str = param("", "run name of the language model; empty: <train.name>_lm")
+    epochs: int = param(1, "passes over the language model's texts", min=1)
+    lr: float = param(3e-3, "peak learning rate of the language model", min=0.0,
+                      min_exclusive=True)
+    batch_size: int = param(64, "texts per language-model batch", min=1)
+    output: str = param("adaptive", "output layer over the vocabulary: an adaptive softmax, or "
+                        "a full softmax tied to the embedding (with a projection)",
+                        choices=("adaptive", "tied"))
+    output_vocab: int = param(0, "predict only the N most frequent tokens (the rest as <unk>); "
+                              "0 = the whole vocabulary", min=0)
+    val_fraction: float = param(0.02, "share of the training split's texts held out to measure "
+                                "the language model's perplexity", min=0.0, max=0.5,
+                                min_exclusive=True)
+    unlabeled_files: str = param(
+        "", "more text, comma-separated paths: .txt (one text per line), or .csv/.jsonl read "
+        "with data.text_fields (data.header for csv); empty: the training split alone")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)

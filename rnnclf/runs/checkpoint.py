@@ -91,6 +91,10 @@ def load_model(path: Path, device: torch.device | str = "cpu", *,
     An int8 checkpoint loads as the fp32 model of its int8 values (`quantization` "int8");
     rnnclf/inference/quantize.py then makes the int8 model of it."""
     payload = load_checkpoint(path)
+    if payload.get("language_model"):
+        raise RnnclfError(f"{path} is a language model from `rnnclf pretrain`, not a classifier; "
+                          f"train one from it (rnnclf train model.init_from={path}) and use that "
+                          "run's best.pt")
     quantization = "int8" if "model_state_int8" in payload else None
     if quantization is not None and torch.device(device).type != "cpu":
         raise RnnclfError(f"{path} is an int8 checkpoint, which runs on the CPU only; use "

@@ -185,12 +185,11 @@ class EpochRunner:
                 batch = batch.to(self.device, non_blocking=True)
                 # This step's learning rate: the warm-up, then the schedule.
                 lr = learning_rate(progress.global_step, total_steps, config.optim)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                for group in optimizer.param_groups:  # lr_scale: optim.discriminative_lr
+                    group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
                 # Forward pass and loss (under autocast for bf16/fp16).
                 with autocast_context(config.train.precision, self.device):
-                    loss, logits = _forward_loss(self.model, batch, config.optim.label_smoothing,
-                                                 self.class_weights)
+                    loss, logits = self.forward_loss(batch)
                 optimizer.zero_grad(set_to_none=True)
                 # The batch is used up whatever happens next: a resume skips it.
                 progress.step_in_epoch += 1
@@ -199,7 +198,7 @@ class EpochRunner:
                 # Backward, clip, update; a skipped step adds nothing to the epoch's sums.
                 if self._backward_and_step(loss):
                     nonfinite.observe(loss, progress.global_step)
-                    totals.add(loss, logits, batch.labels)
+                    self.count(totals, loss, logits, batch)
                 else:
                     progress.skipped_steps += 1
                 # Every LOG_EVERY steps: ranks agree on a stop, NaN check, bar and TensorBoard.
@@ -220,6 +219,16 @@ class EpochRunner:
         if stopping:
             progress.totals = summed.to_state()
         return EpochResult(summed, stopping, report.rate(summed.seen))
+
+    def forward_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The step's loss to minimise and what `count` adds up (here the logits)."""
+        return _forward_loss(self.model, batch, self.config.optim.label_smoothing,
+                             self.class_weights)
+
+    def count(self, totals: EpochTotals, loss: torch.Tensor, logits: torch.Tensor, batch: Batch
+              ) -> None:
+        """Add a finished step to the epoch's sums."""
+        totals.add(loss, logits, batch.labels)
 
     def _batches(self, split: EncodedSplit, progress: Progress) -> Iterator[Batch]:
         """This rank's batches from progress.step_in_epoch on, collated ahead in the background."""

@@ -17,6 +17,7 @@ from torch import nn
 
 from rnnclf.accel import sparse_grad
 from rnnclf.config.schema import OptimConfig
+from rnnclf.training.finetune import scaled_groups
 
 
 class OptimizerGroup:
@@ -105,6 +106,8 @@ def build_optimizer(config: OptimConfig, model: nn.Module
         (not_decayed if name in tables or parameter.ndim < 2 else decayed).append(parameter)
     groups = [{"params": decayed, "weight_decay": config.weight_decay},
               {"params": not_decayed, "weight_decay": 0.0}]
+    if config.discriminative_lr != 1.0:
+        groups = scaled_groups(model, groups, config.discriminative_lr)
     if config.name == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     dense = _adamw(groups, config.lr)
@@ -112,7 +115,10 @@ def build_optimizer(config: OptimConfig, model: nn.Module
         return dense
     # Lazy Adam on the rows a batch used; same betas and eps as AdamW, and the embedding had no
     # weight decay there either.
-    return OptimizerGroup([dense, torch.optim.SparseAdam(sparse, lr=config.lr)])
+    sparse_groups: list[Any] = sparse
+    if config.discriminative_lr != 1.0:
+        sparse_groups = scaled_groups(model, [{"params": sparse}], config.discriminative_lr)
+    return OptimizerGroup([dense, torch.optim.SparseAdam(sparse_groups, lr=config.lr)])
 
 
 def _adamw(groups: list[dict], lr: float) -> torch.optim.AdamW:

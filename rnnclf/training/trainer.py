@@ -36,6 +36,7 @@ from rnnclf.training.distributed import (
     wrap_model,
 )
 from rnnclf.training.epoch import EpochResult, EpochRunner
+from rnnclf.training.finetune import init_from_pretrained, unfreeze_for_epoch
 from rnnclf.training.mlflow_logger import MlflowLog, require_mlflow
 from rnnclf.training.optimizers import OptimizerGroup, build_optimizer
 from rnnclf.training.schedule import learning_rate
@@ -76,6 +77,8 @@ def _all_finite(model: nn.Module) -> bool:
 class Trainer:
     """One training run: setup(), then train() (the epochs, each closed by _end_epoch), then
     finish(). `fit` runs the three."""
+
+    runner_class: type[EpochRunner] = EpochRunner  # the steps of one epoch
 
     # Built by setup():
     device: torch.device
@@ -171,6 +174,10 @@ class Trainer:
             # all-reduce.
             raise RnnclfError("optim.skip_nonfinite cannot be used with data-parallel training; "
                               "set optim.skip_nonfinite=false or train in one process")
+        if self.dist.enabled and self.config.optim.gradual_unfreeze:
+            # DDP fixes the parameters it synchronises when it wraps the model.
+            raise RnnclfError("optim.gradual_unfreeze cannot be used with data-parallel "
+                              "training; set optim.gradual_unfreeze=false or train in one process")
 
     def _load_resume_state(self) -> dict[str, Any] | None:
         """The last.pt of the run to resume (None for a new run)."""
@@ -280,6 +287,8 @@ class Trainer:
             self.log(f"pretrained embeddings: {model.pretrained_embeddings} covered "
                      f"{self.progress.pretrained_coverage:.1%} of the vocabulary"
                      f"{' (frozen)' if model.freeze_embeddings else ''}")
+        if model.init_from:  # after the word vectors: the pretrained encoder replaces them
+            self.log(init_from_pretrained(self.model, self.config, self.data.vocab))
         self.files.write_config(self.config)
 
     def _log_model(self) -> None:
@@ -300,14 +309,17 @@ class Trainer:
         self.tensorboard = self.files.open_tensorboard(config, progress.global_step)
         weights = (None if self.class_weights is None else
                    torch.tensor(self.class_weights, dtype=torch.float32, device=self.device))
-        runner = EpochRunner(self.train_model, self.optimizer, config, self.device, self.scaler,
-                             self.dist, self.stop, self.tensorboard, self.show_progress,
-                             class_weights=weights)
+        runner = self.runner_class(self.train_model, self.optimizer, config, self.device,
+                                   self.scaler, self.dist, self.stop, self.tensorboard,
+                                   self.show_progress, class_weights=weights)
         closing = (contextlib.closing(self.tensorboard) if self.tensorboard is not None
                    else contextlib.nullcontext())
         with self.stop.installed(), closing:
             while progress.epoch < config.train.epochs:
                 epoch_started = time.perf_counter()
+                if config.optim.gradual_unfreeze:  # the layer groups this epoch trains
+                    self.log(unfreeze_for_epoch(self.model, progress.epoch,
+                                                config.model.freeze_embeddings))
                 # Train on this epoch's batches (a resumed run from the step it had reached).
                 result = runner.train_one_epoch(self.data.train, progress, self.total_steps)
                 # A signal mid-epoch: save last.pt at this step and stop.
@@ -362,13 +374,16 @@ class Trainer:
             self.tensorboard.log_epoch(record)
         if self.mlflow is not None:
             self.mlflow.log_epoch(record)
+        self._log_epoch(record, improved)
+        return self._early_stop()
+
+    def _log_epoch(self, record: dict[str, Any], improved: bool) -> None:
         self.log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc "
                  f"{record['train_acc']:.4f} | val loss {record['val_loss']:.4f} "
-                 f"{'micro-F1' if 'micro_f1' in val else 'acc'} "
+                 f"{'micro-F1' if 'val_micro_f1' in record else 'acc'} "
                  f"{record['val_acc']:.4f} macro-F1 {record['val_macro_f1']:.4f}"
                  f"{' *' if improved else ''} | "
                  f"{record['samples_per_s']:.0f} samples/s, {record['seconds']:.1f} s")
-        return self._early_stop()
 
     def _epoch_record(self, result: EpochResult, val: dict[str, Any], epoch_started: float
                       ) -> dict[str, Any]:
@@ -378,13 +393,13 @@ class Trainer:
             "epoch": progress.epoch + 1, "step": progress.global_step,
             "train_loss": totals.loss_sum.item() / max(1, totals.seen),
             "train_acc": totals.correct.item() / max(1, totals.seen),
-            "val_loss": val["loss"], "val_acc": val["accuracy"], "val_macro_f1": val["macro_f1"],
+            "val_loss": val["loss"], "val_acc": val["accuracy"],
             "lr": learning_rate(max(0, progress.global_step - 1), self.total_steps,
                                 self.config.optim),
             "seconds": time.perf_counter() - epoch_started,
             "samples_per_s": result.samples_per_s,
         }
-        # Further val figures (multi-label: micro_f1, macro_f1, subset_accuracy) as val_<name>.
+        # Further val figures (macro_f1; multi-label: micro_f1, subset_accuracy) as val_<name>.
         record.update({f"val_{name}": value for name, value in val.items()
                        if name not in ("loss", "accuracy") and isinstance(value, float)})
         if progress.skipped_steps:
@@ -408,7 +423,8 @@ class Trainer:
         if improved:
             progress.best_val_acc, progress.best_epoch = val["accuracy"], progress.epoch + 1
             progress.best_val_loss = val["loss"]
-            progress.best_val_macro_f1 = val["macro_f1"]
+            # (a language model's validation, rnnclf pretrain, has no macro-F1)
+            progress.best_val_macro_f1 = val.get("macro_f1", progress.best_val_macro_f1)
             progress.epochs_without_improvement = 0
         else:
             progress.epochs_without_improvement += 1

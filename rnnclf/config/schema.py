@@ -140,6 +140,10 @@ class TrainConfig:
     seed: int = param(0, "seed of initialisation, shuffling and dropout", min=0)
     ensemble: int = param(1, "train this many models one after another (seeds seed, "
                           "seed+1000, ...) and average their probabilities", min=1, max=16)
+    ensemble_members: list[dict[str, Any]] = field(default_factory=list, metadata={
+        "help": "members that differ: one mapping of section.key: value overrides per member "
+        "(e.g. [{model.cell: lstm}, {model.ngram_order: 0}]), trained like train.ensemble's "
+        "seeds; empty: train.ensemble copies of the model"})
     device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     num_threads: int = param(0, "CPU threads for torch; 0 = torch's default", min=0)
     precision: str = param("fp32", "training arithmetic: fp32, or bf16/fp16 autocast (fp16: CUDA "

@@ -7,6 +7,7 @@ import atexit
 import dataclasses
 import shutil
 import tempfile
+import typing
 from pathlib import Path
 
 import yaml
@@ -42,7 +43,8 @@ def assert_valid(config: Config) -> None:
     for section, kind in SECTIONS.items():
         for name, (field_type, meta) in field_table(kind).items():
             value = getattr(getattr(config, section), name)
-            assert isinstance(value, field_type) and not (
+            # A list field (list[dict[...]]) is checked as a list.
+            assert isinstance(value, typing.get_origin(field_type) or field_type) and not (
                 field_type is int and isinstance(value, bool)), (section, name, value)
             if meta.get("choices"):
                 assert value in meta["choices"]

@@ -28,7 +28,11 @@ def commented_yaml(config: Config) -> str:
         lines.append(f"{section}:")
         values = getattr(config, section)
         for name, (_, meta) in field_table(section_type).items():
-            entry = yaml.safe_dump({name: getattr(values, name)}, width=1_000).strip()
+            value = getattr(values, name)
+            entry = yaml.safe_dump({name: value}, width=1_000).strip()
+            if isinstance(value, list):  # one line, so the comment can follow it
+                entry = f"{name}: {yaml.safe_dump(value, default_flow_style=True, width=1_000)}"
+                entry = entry.strip()
             choices = f" ({' | '.join(meta['choices'])})" if meta.get("choices") else ""
             lines.append(f"  {entry}  # {meta['help']}{choices}")
     return "\n".join(lines) + "\n"

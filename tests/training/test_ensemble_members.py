@@ -106,3 +106,13 @@ def test_diverse_ensemble_through_the_cli(data_dir: Path, tmp_path: Path,
     bad = tiny_overrides(data_dir, runs, name="bad", **{
         "train.ensemble_members": "[{model.cell: lstm}, {data.min_freq: 3}]"})
     run_cli(["train", *bad], capsys).assert_one_error_line("data.min_freq")
+
+
+def test_explained_config_with_members_loads_again(tmp_path: Path) -> None:
+    from rnnclf.config.explain import show
+
+    path = tmp_path / "explained.yaml"
+    path.write_text(show(None, [f"train.ensemble_members={MEMBERS}"], explain=True),
+                    encoding="utf-8")
+    assert load_config(path).train.ensemble_members == load_config(
+        None, [f"train.ensemble_members={MEMBERS}"]).train.ensemble_members

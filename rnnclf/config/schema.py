@@ -94,9 +94,9 @@ class ModelConfig:
     ngram_order: int = param(
         2, "add a bag of hashed word n-grams of orders 1..N beside the RNN (fastText's "
         "features); 0 = off (the RNN alone), 2 = words and bigrams", min=0, max=5)
-    ngram_buckets: int = param(262144, "hash rows of the n-gram table (fewer when the training "
+    ngram_buckets: int = param(65536, "hash rows of the n-gram table (fewer when the training "
                                "split has fewer n-gram positions)", min=1)
-    ngram_dim: int = param(64, "size of each n-gram vector", min=1)
+    ngram_dim: int = param(32, "size of each n-gram vector", min=1)
     ngram_dropout: float = param(0.3, "share of a text's n-grams left out of its bag at random "
                                  "while training", min=0.0, max=1.0, max_exclusive=True)
 

@@ -31,6 +31,7 @@ def eval_(
     """Accuracy, macro-F1, per-class table and confusion matrix; writes eval.json beside it."""
     from rnnclf.inference.evaluate import evaluate_checkpoint
     from rnnclf.inference.metrics import format_report
+    from rnnclf.inference.multilabel_metrics import format_multilabel_report
 
     if split not in ("test", "val"):
         raise RnnclfError(f"--split {split!r} is not allowed; use test or val (or --data FILE)")
@@ -42,4 +43,5 @@ def eval_(
         typer.echo(json.dumps(report))
     else:
         typer.echo(f"{report['data']}")
-        typer.echo(format_report(report))
+        typer.echo(format_multilabel_report(report) if report.get("multi_label")
+                   else format_report(report))

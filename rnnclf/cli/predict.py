@@ -30,8 +30,10 @@ def predict(
         show_default=False)] = None,
     checkpoint: Annotated[Path | None, typer.Option(
         "--checkpoint", "-c", help="A best.pt (default: the newest run's best.pt).")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1,
-                                       help="How many labels to show per text.")] = 1,
+    top_k: Annotated[int | None, typer.Option(
+        "--top-k", "-k", min=1, help="How many labels to show per text, most probable first "
+        "(default 1; a multi-label model shows every label above its threshold).",
+        show_default=False)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "fp32",
@@ -73,7 +75,7 @@ def predict(
     _predict_texts(texts or [], checkpoint, top_k, json_output, device, precision)
 
 
-def _predict_texts(texts: list[str], checkpoint: Path, top_k: int, json_output: bool,
+def _predict_texts(texts: list[str], checkpoint: Path, top_k: int | None, json_output: bool,
                    device: str, precision: str) -> None:
     """Classify and print the texts chunk by chunk, so that stdin may be endless."""
     from rnnclf.inference.predictor import Predictor
@@ -82,7 +84,11 @@ def _predict_texts(texts: list[str], checkpoint: Path, top_k: int, json_output: 
     printed = 0
     for chunk in _chunks(_read_texts(texts), PREDICT_CHUNK):
         printed += len(chunk)
-        _print_predictions(predictor.predict(chunk, top_k=top_k), json_output)
+        results = predictor.predict(chunk, top_k=top_k or 1)
+        if predictor.multi_label:
+            _print_multilabel(results, json_output, show_top_k=top_k is not None)
+        else:
+            _print_predictions(results, json_output)
     if not printed:
         raise RnnclfError("no text to classify; pass texts as arguments or '-' with lines on stdin")
 
@@ -138,3 +144,27 @@ def _print_predictions(results: list[Prediction], json_output: bool) -> None:
                               for label, probability in zip(result.labels, result.probabilities))
             note = "  (truncated)" if result.truncated else ""
             typer.echo(shown + note)
+
+
+def _print_multilabel(results: list[Prediction], json_output: bool, show_top_k: bool) -> None:
+    """Every label at or above its threshold; with -k, the top k by probability instead (text:
+    a '*' marks those above their threshold; JSON always has both)."""
+    for result in results:
+        chosen = result.chosen or []
+        if json_output:
+            typer.echo(json.dumps({
+                "text": result.text if len(result.text) <= 200 else result.text[:200] + "...",
+                "labels": chosen, "probabilities": result.chosen_probabilities or [],
+                "top_k": [{"label": label, "probability": probability,
+                           "above_threshold": label in chosen}
+                          for label, probability in zip(result.labels, result.probabilities)],
+                "truncated": result.truncated}))
+            continue
+        if show_top_k:
+            shown = "  ".join(f"{label}  {probability:.2f}{'*' if label in chosen else ''}"
+                              for label, probability in zip(result.labels, result.probabilities))
+        else:
+            shown = "  ".join(f"{label}  {probability:.2f}" for label, probability
+                              in zip(chosen, result.chosen_probabilities or [])) \
+                or "(no label above its threshold)"
+        typer.echo(shown + ("  (truncated)" if result.truncated else ""))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,19 @@ def _check_limits(key: str, value: Any, shown: str, meta: dict[str, Any]) -> Non
         raise RnnclfError(f"{key}: {shown} is not allowed; it must be {bound}")
 
 
+def _coerce_list(key: str, value: Any, item_kind: type, meta: dict[str, Any]) -> list[Any]:
+    """A list field: a YAML list (one value alone is a list of one); each item is checked."""
+    items = [] if value is None else value if isinstance(value, list) else [value]
+    coerced = [_coerce_type(key, item, item_kind) for item in items]
+    for item, shown in zip(coerced, items):
+        _check_limits(key, item, repr(shown), meta)
+    return coerced
+
+
 def _coerce(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any:
     """Check one value against its field's type and limits; return it in the field's type."""
+    if typing.get_origin(kind) is list:
+        return _coerce_list(key, value, typing.get_args(kind)[0], meta)
     coerced = _coerce_type(key, value, kind)
     _check_limits(key, coerced, repr(value), meta)
     return coerced
@@ -132,9 +144,7 @@ def from_dict(raw: Any, source: str = "config") -> Config:
             f"train.device: {config.train.device!r} is not allowed; use auto, cpu, cuda or cuda:N"
         )
     _check_data_fields(config.data)
-    if config.train.ensemble_members is None:  # `ensemble_members:` with nothing under it
-        config.train.ensemble_members = []
-    if config.train.ensemble_members != []:
+    if config.train.ensemble_members:
         _check_members(config, source)
     return config
 

@@ -13,7 +13,7 @@ from rnnclf.runs.checkpoint import load_checkpoint
 # The overrides `--resume` accepts: they change how a run goes on, not what it trains.
 RESUMABLE_KEYS = frozenset({"train.epochs", "train.device", "train.num_threads", "train.progress",
                             "train.early_stopping_patience", "train.eval_batch_size",
-                            "train.tensorboard"})
+                            "train.tensorboard", "train.loggers", "train.mlflow_experiment"})
 
 
 def load_resume_config(run_dir: Path, overrides: list[str]) -> Config:

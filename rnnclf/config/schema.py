@@ -31,25 +31,36 @@ def param(
         "min_exclusive": min_exclusive,
         "max_exclusive": max_exclusive,
     }
+    if isinstance(default, list):  # a list field: each config gets its own copy
+        return field(default_factory=lambda: list(default), metadata=limits)
     return field(default=default, metadata=limits)
 
 
 @dataclass
 class DataConfig:
-    dataset: str = param("ag_news", "which dataset reader to use: AG News, or your own file",
-                         choices=("ag_news", "csv", "jsonl"))
+    dataset: str = param("ag_news", "which dataset reader to use: AG News, your own file "
+                         "(csv, jsonl, parquet: needs rnnclf[parquet]), or a Hugging Face "
+                         "dataset (hf: needs rnnclf[hf])",
+                         choices=("ag_news", "csv", "jsonl", "parquet", "hf"))
     dir: str = param(
         "", "folder with the data files; empty: for ag_news $RNNCLF_DATA_DIR, else "
-        "~/.cache/rnnclf/ag_news; for csv/jsonl the current folder"
+        "~/.cache/rnnclf/ag_news; for own data the current folder"
     )
     train_file: str = param("train.csv", "training file name inside data.dir")
     test_file: str = param("test.csv", "test file name inside data.dir (read only by eval)")
     download: bool = param(True, "download AG News (MD5-verified) when the files are missing")
-    text_fields: str = param("text", "csv/jsonl: the column(s) holding the text, comma-separated "
+    text_fields: str = param("text", "own data: the column(s) holding the text, comma-separated "
                              "and joined by a space; 0-based numbers when data.header is false")
-    label_field: str = param("label", "csv/jsonl: the column holding the label (a name or a "
+    label_field: str = param("label", "own data: the column holding the label (a name or a "
                              "whole number); a 0-based number when data.header is false")
     header: bool = param(True, "csv: the first row names the columns")
+    hf_name: str = param("", "hf: a save_to_disk folder (relative to data.dir) or a Hugging "
+                         "Face Hub dataset name (owner/name); empty: read data.train_file / "
+                         "data.test_file (.csv, .json, .jsonl, .parquet) with datasets' builders")
+    hf_config: str = param("", "hf: the Hub dataset's configuration (subset); empty: its default")
+    hf_train_split: str = param("train", "hf: the split to train on (validation is carved "
+                                "from it)")
+    hf_test_split: str = param("test", "hf: the split eval reads")
     clean: bool = param(True, "undo AG News artifacts (\\ line breaks, #39; entities, markup)")
     val_fraction: float = param(
         0.05, "share of training rows held out for validation", min=0.0, max=0.5,
@@ -59,6 +70,10 @@ class DataConfig:
     min_freq: int = param(2, "keep tokens seen at least this often in the training split", min=1)
     max_vocab_size: int = param(50000, "largest vocabulary incl. <pad>/<unk>; 0 = no limit", min=0)
     max_length: int = param(256, "longest text in tokens; longer texts are truncated", min=1)
+    multi_label: bool = param(False, "csv/jsonl: each row may carry several labels (or none): "
+                              "sigmoid outputs, binary cross-entropy, a tuned threshold per label")
+    label_separator: str = param("|", "multi-label csv/jsonl: what separates the labels in the "
+                                 "label field (a JSONL field may also hold a list of labels)")
     on_bad_row: str = param("error", "malformed data row: stop with its line, or skip it",
                             choices=("error", "skip"))
     cache_dir: str = param(
@@ -136,14 +151,16 @@ class TrainConfig:
     )
     select_by: str = param("accuracy", "which val figure picks best.pt and drives early "
                            "stopping: accuracy (higher), or loss (lower; smoother on a small "
-                           "val split)", choices=("accuracy", "loss"))
+                           "val split); micro_f1 equals accuracy for single-label data and is "
+                           "what accuracy means with data.multi_label",
+                           choices=("accuracy", "loss", "micro_f1"))
     seed: int = param(0, "seed of initialisation, shuffling and dropout", min=0)
     ensemble: int = param(1, "train this many models one after another (seeds seed, "
                           "seed+1000, ...) and average their probabilities", min=1, max=16)
-    ensemble_members: list[dict[str, Any]] = field(default_factory=list, metadata={
-        "help": "members that differ: one mapping of section.key: value overrides per member "
+    ensemble_members: list[dict] = param(
+        [], "members that differ: one mapping of section.key: value overrides per member "
         "(e.g. [{model.cell: lstm}, {model.ngram_order: 0}]), trained like train.ensemble's "
-        "seeds; empty: train.ensemble copies of the model"})
+        "seeds; empty: train.ensemble copies of the model")
     device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     num_threads: int = param(0, "CPU threads for torch; 0 = torch's default", min=0)
     precision: str = param("fp32", "training arithmetic: fp32, or bf16/fp16 autocast (fp16: CUDA "
@@ -152,7 +169,12 @@ class TrainConfig:
                                   min=0)
     progress: bool = param(True, "show a progress bar per epoch")
     tensorboard: bool = param(False, "log scalars and hyperparameters to runs/<name>/tb/ "
-                              "(needs rnnclf[tensorboard])")
+                              "(needs rnnclf[tensorboard]); the same as tensorboard in "
+                              "train.loggers")
+    loggers: list[str] = param([], "experiment trackers, e.g. [tensorboard, mlflow]; mlflow "
+                               "needs rnnclf[mlflow] and logs to $MLFLOW_TRACKING_URI, else to "
+                               "runs/<name>/mlflow.db", choices=("tensorboard", "mlflow"))
+    mlflow_experiment: str = param("rnnclf", "the MLflow experiment the run is logged under")
 
 
 @dataclass

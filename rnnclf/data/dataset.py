@@ -13,8 +13,18 @@ from pathlib import Path
 import torch
 
 from rnnclf.config.schema import DataConfig
-from rnnclf.data import agnews, tabular
+from rnnclf.data import agnews, multilabel
 from rnnclf.data.agnews import Row
+from rnnclf.data.multilabel import MultiLabelRow, multi_hot
+from rnnclf.data.sources import (  # noqa: F401 (locate_file, resolve_data_dir: re-exported)
+    SplitSource,
+    locate_file,
+    locate_split,
+    read_eval_rows,
+    read_training_rows,
+    resolve_data_dir,
+    source_digest,
+)
 from rnnclf.data.text import UNK, UNK_INDEX, Vocab, clean_ag_news, tokenize
 from rnnclf.errors import RnnclfError
 from rnnclf.runs.atomic import atomic_torch_save
@@ -30,7 +40,7 @@ class EncodedSplit:
     tokens: torch.Tensor  # (total_tokens,) int32
     offsets: torch.Tensor  # (N,) int64
     lengths: torch.Tensor  # (N,) int64, every length >= 1
-    labels: torch.Tensor  # (N,) int64
+    labels: torch.Tensor  # (N,) int64; with data.multi_label (N, C) float32 multi-hot
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -63,7 +73,8 @@ def text_of(raw_text: str, clean: bool) -> list[str]:
     return tokenize(clean_ag_news(raw_text) if clean else raw_text)
 
 
-def encode_texts(token_lists: list[list[str]], labels: list[int], vocab: Vocab) -> EncodedSplit:
+def encode_texts(token_lists: list[list[str]], labels: list[int] | torch.Tensor, vocab: Vocab
+                 ) -> EncodedSplit:
     """Numericalize; an empty token list becomes a single <unk> so every length is >= 1."""
     # One C-level pass (map over the chained tokens into an int32 array) instead of a Python
     # loop per text: several times faster on AG News (docs/benchmarks.md).
@@ -76,16 +87,9 @@ def encode_texts(token_lists: list[list[str]], labels: list[int], vocab: Vocab) 
         offsets[1:] = torch.cumsum(lengths_tensor, 0)[:-1]
     tokens = torch.frombuffer(ids, dtype=torch.int32).clone() if ids else torch.zeros(
         0, dtype=torch.int32)
-    return EncodedSplit(tokens, offsets, lengths_tensor,
-                        torch.tensor(labels, dtype=torch.int64))
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    if not isinstance(labels, torch.Tensor):
+        labels = torch.tensor(labels, dtype=torch.int64)
+    return EncodedSplit(tokens, offsets, lengths_tensor, labels)
 
 
 def _cache_key(*parts: object) -> str:
@@ -119,34 +123,16 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     return order[n_val:].sort().values, order[:n_val].sort().values
 
 
-def resolve_data_dir(config: DataConfig) -> Path:
-    """Absolute data folder: data.dir (relative to the current folder), else AG News' cache
-    folder ($RNNCLF_DATA_DIR), or the current folder for own data."""
-    if config.dir:
-        return Path(config.dir).expanduser().resolve()
-    if config.dataset == "ag_news":
-        return agnews.default_data_dir().resolve()
-    return Path.cwd().resolve()
-
-
-def locate_file(config: DataConfig, file_name: str) -> Path:
-    """Path of a data file; only AG News is ever downloaded."""
-    data_dir = resolve_data_dir(config)
-    if config.dataset == "ag_news":
-        return agnews.locate(data_dir, file_name, config.download)
-    path = data_dir / file_name
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "is missing"
-        raise RnnclfError(f"{path} {what}; set data.dir / data.train_file / data.test_file to "
-                          f"your {config.dataset} file(s)")
-    return path
-
-
 def _format_key(config: DataConfig) -> tuple[object, ...]:
     """Cache-key parts for how rows are read (empty for AG News, so its old caches stay valid)."""
     if config.dataset == "ag_news":
         return ()
-    return (config.dataset, config.text_fields, config.label_field, config.header)
+    if config.dataset == "hf":  # the split's name and ClassLabel are part of what is read
+        return (config.dataset, config.text_fields, config.label_field, config.hf_name,
+                config.hf_config, config.hf_train_split, config.hf_test_split)
+    # Multi-label parts only when on, so single-label caches stay valid.
+    multi = ("multi", config.label_separator) if config.multi_label else ()
+    return (config.dataset, config.text_fields, config.label_field, config.header, *multi)
 
 
 def _extra_words_key(extra_words: Sequence[str]) -> tuple[object, ...]:
@@ -157,22 +143,12 @@ def _extra_words_key(extra_words: Sequence[str]) -> tuple[object, ...]:
             hashlib.sha256("\n".join(extra_words).encode("utf-8")).hexdigest()[:16])
 
 
-def read_training_rows(config: DataConfig, path: Path) -> tuple[list[Row], list[str], list[str]]:
-    """Rows, skipped-row notes and label names of a training file, in any supported format."""
-    if config.dataset == "ag_news":
-        rows, skipped = agnews.read_rows(path, config.on_bad_row)
-        return rows, skipped, list(agnews.LABEL_NAMES)
-    return tabular.read_training_rows(path, config)
-
-
-def read_eval_rows(config: DataConfig, path: Path, label_names: list[str] | None
-                   ) -> tuple[list[Row], list[str]]:
-    """Rows of an evaluation file labelled with the trained model's label names."""
-    if config.dataset == "ag_news":
-        return agnews.read_rows(path, config.on_bad_row)
-    if label_names is None:
-        raise ValueError("own-data evaluation needs the trained model's label names")
-    return tabular.read_eval_rows(path, config, label_names)
+def label_targets(rows: list[Row] | list[MultiLabelRow], num_labels: int, multi_label: bool
+                  ) -> list[int] | torch.Tensor:
+    """Class indices (single-label), or (N, C) multi-hot rows (data.multi_label)."""
+    if multi_label:
+        return multi_hot(rows, num_labels)  # type: ignore[arg-type]
+    return [row.label for row in rows]  # type: ignore[union-attr]
 
 
 def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
@@ -182,10 +158,12 @@ def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
     `extra_words` (pretrained vectors' words, see model.pretrained_vocab) join the vocabulary
     after the training split's own tokens, in their order.
     """
-    train_path = locate_file(config, config.train_file)
+    if config.multi_label:  # before any download is tried
+        multilabel.check_config(config)
+    train_source = locate_split(config, "train")
     cache_dir = cache_dir or (Path(config.cache_dir).expanduser() if config.cache_dir
                               else default_cache_dir())
-    key = _cache_key(PREPROCESS_VERSION, "train", _file_digest(train_path), config.clean,
+    key = _cache_key(PREPROCESS_VERSION, "train", source_digest(train_source), config.clean,
                      config.val_fraction, config.split_seed, config.min_freq,
                      config.max_vocab_size, config.on_bad_row, *_format_key(config),
                      *_extra_words_key(extra_words))
@@ -198,10 +176,10 @@ def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
                                 int(cached["skipped_rows"]))
         except (KeyError, TypeError, ValueError):
             pass  # stale layout: rebuild below
-    rows, skipped, label_names = read_training_rows(config, train_path)
+    rows, skipped, label_names = read_training_rows(config, train_source)
     train_index, val_index = split_indices(len(rows), config.val_fraction, config.split_seed)
     token_lists = [text_of(row.text, config.clean) for row in rows]
-    labels = [row.label for row in rows]
+    labels = label_targets(rows, len(label_names), config.multi_label)
     vocab = Vocab.build((token_lists[i] for i in train_index.tolist()), config.min_freq,
                         config.max_vocab_size)
     if extra_words:
@@ -216,15 +194,16 @@ def prepare_training_data(config: DataConfig, cache_dir: Path | None = None,
     return data
 
 
-def prepare_eval_split(config: DataConfig, vocab: Vocab, path: Path,
+def prepare_eval_split(config: DataConfig, vocab: Vocab, path: Path | SplitSource,
                        cache_dir: Path | None = None, label_names: list[str] | None = None
                        ) -> tuple[EncodedSplit, int]:
-    """A file in the config's format, numericalized with a trained model's vocabulary (and, for
-    own data, labelled with its `label_names`); cached."""
+    """A file (or a located split) in the config's format, numericalized with a trained model's
+    vocabulary (and, for own data, labelled with its `label_names`); cached."""
+    source = path if isinstance(path, SplitSource) else locate_split(config, "test", path)
     cache_dir = cache_dir or (Path(config.cache_dir).expanduser() if config.cache_dir
                               else default_cache_dir())
     vocab_digest = hashlib.sha256("\n".join(vocab.itos).encode()).hexdigest()
-    key = _cache_key(PREPROCESS_VERSION, "eval", _file_digest(path), config.clean, vocab_digest,
+    key = _cache_key(PREPROCESS_VERSION, "eval", source_digest(source), config.clean, vocab_digest,
                      config.on_bad_row, *_format_key(config),
                      *([label_names] if config.dataset != "ag_news" else []))
     cache_path = cache_dir / f"eval-{key}.pt"
@@ -234,8 +213,8 @@ def prepare_eval_split(config: DataConfig, vocab: Vocab, path: Path,
             return EncodedSplit(**cached["split"]), int(cached["skipped_rows"])
         except (KeyError, TypeError):
             pass
-    rows, skipped = read_eval_rows(config, path, label_names)
+    rows, skipped = read_eval_rows(config, source, label_names)
     split = encode_texts([text_of(row.text, config.clean) for row in rows],
-                         [row.label for row in rows], vocab)
+                         label_targets(rows, len(label_names or ()), config.multi_label), vocab)
     _save_cache(cache_path, {"split": split.to_dict(), "skipped_rows": len(skipped)})
     return split, len(skipped)

@@ -12,7 +12,7 @@ from rnnclf.config.schema import DataConfig
 from rnnclf.data import agnews
 from rnnclf.data.dataset import (
     EncodedSplit,
-    locate_file,
+    locate_split,
     prepare_eval_split,
     prepare_training_data,
     resolve_data_dir,
@@ -43,7 +43,10 @@ def download_ag_news(data_dir: str = "", mirror: str | None = None,
 
 def split_info(split: EncodedSplit, label_names: list[str], max_length: int) -> dict[str, Any]:
     """Rows, label balance, length percentiles (tokens) and known-token share of one split."""
-    counts = torch.bincount(split.labels, minlength=len(label_names)).tolist()
+    if split.labels.dim() == 2:  # multi-label: rows carrying each label
+        counts = split.labels.sum(0).long().tolist()
+    else:
+        counts = torch.bincount(split.labels, minlength=len(label_names)).tolist()
     lengths = split.lengths.double()
     quantiles = torch.quantile(lengths, torch.tensor([p / 100 for p in PERCENTILES],
                                                       dtype=torch.float64)).tolist()
@@ -61,7 +64,7 @@ def dataset_info(config: DataConfig, include_test: bool = True) -> dict[str, Any
     """What `rnnclf data info` prints, as data (JSON-ready)."""
     data = prepare_training_data(config)
     info: dict[str, Any] = {
-        "dataset": config.dataset, "train_file": str(locate_file(config, config.train_file)),
+        "dataset": config.dataset, "train_file": locate_split(config, "train").where,
         "vocab_size": len(data.vocab), "label_names": data.label_names,
         "skipped_rows": data.skipped_rows, "max_length": config.max_length,
         "splits": {"train": split_info(data.train, data.label_names, config.max_length),
@@ -69,13 +72,13 @@ def dataset_info(config: DataConfig, include_test: bool = True) -> dict[str, Any
     }
     if include_test:
         try:
-            test_path = locate_file(config, config.test_file)
+            test_source = locate_split(config, "test")
         except RnnclfError:
-            info["test_file"] = None  # no test file is fine for a description
+            info["test_file"] = None  # no test file (or split) is fine for a description
         else:
-            test, skipped = prepare_eval_split(config, data.vocab, test_path,
+            test, skipped = prepare_eval_split(config, data.vocab, test_source,
                                                label_names=data.label_names)
-            info["test_file"] = str(test_path)
+            info["test_file"] = test_source.where
             info["splits"]["test"] = split_info(test, data.label_names, config.max_length)
             info["splits"]["test"]["skipped_rows"] = skipped
     return info

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnclf.config.schema import DataConfig
+from rnnclf.data import multilabel
 from rnnclf.data.agnews import MAX_FIELD_CHARS, Row
 from rnnclf.errors import RnnclfError
 
@@ -30,6 +31,7 @@ class LabelledText:
     label: str  # the label as written in the file (integers as their decimal text)
     text: str  # the text fields joined by a space
     line: int  # where the row starts in the file, for error messages
+    label_set: tuple[str, ...] = ()  # data.multi_label: the row's labels (label is the field)
 
 
 def split_fields(text_fields: str) -> list[str]:
@@ -47,13 +49,14 @@ def sort_labels(labels: set[str]) -> list[str]:
 class _BadRows:
     """Collects or raises bad-row problems, as `data.on_bad_row` says."""
 
-    def __init__(self, path: Path, on_bad_row: str) -> None:
+    def __init__(self, path: Path | str, on_bad_row: str, unit: str = "line") -> None:
         self.path = path
         self.skip = on_bad_row == "skip"
+        self.unit = unit  # "line" of a text file, "row" of a table (Parquet, Hugging Face)
         self.notes: list[str] = []
 
     def __call__(self, line: int, problem: str) -> None:
-        message = f"{self.path}, line {line}: {problem}"
+        message = f"{self.path}, {self.unit} {line}: {problem}"
         if not self.skip:
             raise RnnclfError(f"{message}; fix the row, or set data.on_bad_row=skip to skip "
                               "such rows")
@@ -151,8 +154,10 @@ def _read_csv(path: Path, config: DataConfig, bad: _BadRows) -> list[LabelledTex
             continue
         label = fields[label_column].strip()
         text = " ".join(fields[i] for i in text_columns).strip()
-        if _check(line, label, text, bad):
-            items.append(LabelledText(label, text, line))
+        label_set = multilabel.split_labels(label, config.label_separator) \
+            if config.multi_label else ()
+        if _check(line, label, text, bad, config.multi_label):
+            items.append(LabelledText(label, text, line, label_set))
     return items
 
 
@@ -193,18 +198,28 @@ def _read_jsonl(path: Path, config: DataConfig, bad: _BadRows) -> list[LabelledT
                    for text in texts):
             bad(line, "a text field is not a string")
             continue
-        label = _json_label(record[label_name])
+        label_set: tuple[str, ...] | None = ()
+        if config.multi_label:
+            label_set = multilabel.json_labels(record[label_name], config.label_separator)
+            label = None if label_set is None else config.label_separator.join(label_set)
+        else:
+            label = _json_label(record[label_name])
+        if label_set is None:
+            bad(line, f"label {str(record[label_name])[:60]!r} is neither a list of names, a "
+                "name nor a whole number")
+            continue
         if label is None:
             bad(line, f"label {record[label_name]!r} is neither a name nor a whole number")
             continue
         text = " ".join(str(text) for text in texts).strip()
-        if _check(line, label, text, bad):
-            items.append(LabelledText(label, text, line))
+        if _check(line, label, text, bad, config.multi_label):
+            items.append(LabelledText(label, text, line, label_set))
     return items
 
 
-def _check(line: int, label: str, text: str, bad: _BadRows) -> bool:
-    if not label:
+def _check(line: int, label: str, text: str, bad: _BadRows, no_label_ok: bool = False) -> bool:
+    """A usable row; a multi-label row (`no_label_ok`) may have no label."""
+    if not label and not no_label_ok:
         bad(line, "the label is empty")
     elif not text:
         bad(line, "the text is empty")
@@ -228,11 +243,11 @@ def read_labelled_texts(path: Path, config: DataConfig) -> tuple[list[LabelledTe
     return items, bad.notes
 
 
-def to_rows(items: list[LabelledText], label_names: list[str], path: Path, on_bad_row: str
-            ) -> tuple[list[Row], list[str]]:
+def to_rows(items: list[LabelledText], label_names: list[str], path: Path | str,
+            on_bad_row: str, unit: str = "line") -> tuple[list[Row], list[str]]:
     """Map labels to class indices; a label the model was not trained on is a bad row."""
     index = {name: i for i, name in enumerate(label_names)}
-    bad = _BadRows(path, on_bad_row)
+    bad = _BadRows(path, on_bad_row, unit)
     rows = []
     for item in items:
         if item.label not in index:
@@ -246,21 +261,42 @@ def to_rows(items: list[LabelledText], label_names: list[str], path: Path, on_ba
     return rows, bad.notes
 
 
-def read_training_rows(path: Path, config: DataConfig
-                       ) -> tuple[list[Row], list[str], list[str]]:
-    """Rows, skipped-row notes and the label names (the file's distinct labels, sorted)."""
-    items, skipped = read_labelled_texts(path, config)
-    label_names = sort_labels({item.label for item in items})
+def training_rows(items: list[LabelledText], path: Path | str, unit: str = "line",
+                  label_names: list[str] | None = None) -> tuple[list[Row], list[str]]:
+    """Rows and label names of a training split: `label_names` when the data names its classes
+    (a Hugging Face ClassLabel), else its distinct labels, sorted."""
+    if label_names is None:
+        label_names = sort_labels({item.label for item in items})
     if len(label_names) < 2:
         raise RnnclfError(f"{path} has only one label ({label_names[0]!r}); a classifier needs "
                           "at least two (check data.label_field)")
-    rows, _ = to_rows(items, label_names, path, "error")
+    rows, _ = to_rows(items, label_names, path, "error", unit)
+    return rows, label_names
+
+
+def read_training_rows(path: Path, config: DataConfig
+                       ) -> tuple[list[Row] | list[multilabel.MultiLabelRow], list[str],
+                                  list[str]]:
+    """Rows, skipped-row notes and the label names (the file's distinct labels, sorted)."""
+    items, skipped = read_labelled_texts(path, config)
+    if config.multi_label:
+        label_names = multilabel.label_names_of([item.label_set for item in items], path,
+                                                sort_labels)
+        return multilabel.to_rows(items, label_names, _BadRows(path, "error")), skipped, \
+            label_names
+    rows, label_names = training_rows(items, path)
     return rows, skipped, label_names
 
 
 def read_eval_rows(path: Path, config: DataConfig, label_names: list[str]
-                   ) -> tuple[list[Row], list[str]]:
+                   ) -> tuple[list[Row] | list[multilabel.MultiLabelRow], list[str]]:
     """Rows labelled with a trained model's label names, and skipped-row notes."""
     items, skipped = read_labelled_texts(path, config)
+    if config.multi_label:
+        bad = _BadRows(path, config.on_bad_row)
+        rows = multilabel.to_rows(items, label_names, bad)
+        if not rows:
+            raise RnnclfError(f"{path} holds no rows with known labels ({', '.join(label_names)})")
+        return rows, skipped + bad.notes
     rows, unknown = to_rows(items, label_names, path, config.on_bad_row)
     return rows, skipped + unknown

@@ -19,6 +19,7 @@ from torch import nn
 from rnnclf import __version__
 from rnnclf.data.text import PAD_INDEX, UNK_INDEX
 from rnnclf.errors import RnnclfError
+from rnnclf.inference.multilabel_metrics import checkpoint_thresholds
 from rnnclf.models.classifier import RNNClassifier
 from rnnclf.models.ensemble import EnsembleClassifier
 from rnnclf.runs.atomic import atomic_write_bytes, write_json
@@ -33,18 +34,22 @@ INSTALL_HINT = "pip install 'rnnclf[export]'"
 class Exported(nn.Module):
     """A classifier or ensemble (without a backend) as exported: inputs as rnnclf feeds them."""
 
-    def __init__(self, model: RNNClassifier | EnsembleClassifier, max_length: int) -> None:
+    def __init__(self, model: RNNClassifier | EnsembleClassifier, max_length: int,
+                 multi_label: bool = False) -> None:
         super().__init__()
         self.model = model
         self.max_length = max_length
+        self.multi_label = multi_label
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens (B, T) int64 0-padded, lengths (B,) int64 >= 1 -> logits, probabilities (B, C);
-        an ensemble's logits are log mean probabilities."""
+        an ensemble's logits are log mean probabilities. Multi-label: sigmoid per label."""
         tokens = tokens[:, :self.max_length]  # rnnclf truncates texts to data.max_length
         lengths = lengths.clamp(min=1, max=tokens.size(1))
         logits = self.model(tokens, lengths)
+        if self.multi_label:  # a setting of the model, not of the input: the trace keeps it
+            return logits, logits.sigmoid()
         return logits, logits.softmax(dim=1)
 
 
@@ -62,8 +67,15 @@ def metadata(loaded: LoadedModel, model_file: str, export_format: str) -> dict[s
             "lengths": "int64 (batch,): tokens per text, at least 1",
         },
         "outputs": {"logits": "float32 (batch, classes)",
-                    "probabilities": "float32 (batch, classes), softmax of the logits"},
+                    "probabilities": "float32 (batch, classes), sigmoid of the logits (each "
+                                     "label on its own; multi_label)" if data.multi_label else
+                                     "float32 (batch, classes), softmax of the logits"},
         "label_names": list(loaded.label_names),
+        # Multi-label: a label applies where its probability >= its threshold (tuned on the
+        # validation split; 0.5 each when the checkpoint stores none).
+        "multi_label": data.multi_label,
+        "thresholds": checkpoint_thresholds(loaded.payload, len(loaded.label_names))
+        if data.multi_label else None,
         "text": {
             "tokenizer": "basic_english",
             "tokenizer_note": "torchtext basic_english: lowercase; ' -> \" '  \"; drop \"; "
@@ -135,7 +147,8 @@ def export_checkpoint(checkpoint: Path, export_format: str, output: Path | None 
     if not output.parent.is_dir():
         raise RnnclfError(f"folder {output.parent} does not exist; create it or choose another "
                           "--out")
-    module = Exported(loaded.model, loaded.config.data.max_length).eval()
+    module = Exported(loaded.model, loaded.config.data.max_length,
+                      loaded.config.data.multi_label).eval()
     with torch.no_grad():
         if export_format == "onnx":
             payload = _onnx_bytes(module, len(loaded.vocab))

@@ -173,7 +173,7 @@ def predict_file(checkpoint: Path, input_path: Path, output_path: Path,
     out_kind = "jsonl" if str(output_path) == "-" else file_format(output_path, "--output")
     predictor = Predictor(checkpoint, device_name, precision)
     trained = predictor.data_config
-    own_data = trained.dataset in ("csv", "jsonl")
+    own_data = trained.dataset != "ag_news"  # its text columns are the ones trained on
     fields = split_fields(text_fields or (trained.text_fields if own_data else "text"))
     if header is None:
         header = trained.header if own_data and trained.dataset == "csv" else True
@@ -265,19 +265,37 @@ def _predict_chunk(predictor: Predictor, chunk: list[Record], text_of_record: An
     with predictor.autocast():
         logits, _ = predict_split(predictor.model, split, batch_size, predictor.max_length,
                                   predictor.device)  # (N, C), in row order
-    probabilities = logits.softmax(dim=1)
+    probabilities = predictor.probabilities(logits)
     best_values, best_indices = probabilities.max(dim=1)
     rows = probabilities.tolist()
-    for record, present, best, index, row in zip(chunk, has_text, best_values.tolist(),
-                                                  best_indices.tolist(), rows):
+    chosen_rows = predictor.chosen_labels(probabilities) if predictor.multi_label else None
+    for position, (record, present, best, index, row) in enumerate(zip(
+            chunk, has_text, best_values.tolist(), best_indices.tolist(), rows)):
         stats.rows += 1
         if not present:
             stats.empty += 1
             predicted: list[Any] = [None] * (2 + (len(row) if all_probabilities else 0))
             if writer.kind != "jsonl":
                 predicted = [""] * len(predicted)
+        elif chosen_rows is not None:
+            predicted = _multilabel_columns(predictor, chosen_rows[position], row, writer.kind)
+            if all_probabilities:
+                predicted += [round(value, 6) for value in row]
         else:
             predicted = [predictor.label_names[index], round(best, 6)]
             if all_probabilities:
                 predicted += [round(value, 6) for value in row]
         writer.write(record, predicted)
+
+
+def _multilabel_columns(predictor: Predictor, chosen: list[int], row: list[float], kind: str
+                        ) -> list[Any]:
+    """A multi-label row's predicted_label and probability: every label at or above its
+    threshold (most probable first) and their probabilities; lists in JSON lines, joined by
+    the model's data.label_separator in CSV/TSV."""
+    labels = [predictor.label_names[index] for index in chosen]
+    values = [round(row[index], 6) for index in chosen]
+    if kind == "jsonl":
+        return [labels, values]
+    separator = predictor.data_config.label_separator
+    return [separator.join(labels), separator.join(str(value) for value in values)]

@@ -12,6 +12,7 @@ from rnnclf.data.batches import collate
 from rnnclf.data.dataset import encode_texts, text_of
 from rnnclf.device import inference_autocast, resolve_device
 from rnnclf.errors import RnnclfError
+from rnnclf.inference.multilabel_metrics import checkpoint_thresholds, decisions
 from rnnclf.runs.checkpoint import load_model
 
 # Texts beyond this many characters are cut before tokenizing: max_length tokens never need
@@ -25,6 +26,10 @@ class Prediction:
     labels: list[str]  # top-k, most probable first
     probabilities: list[float]
     truncated: bool  # the text was longer than the model's max_length tokens
+    # Multi-label models: every label whose probability reaches its threshold, most probable
+    # first, and those probabilities (None for single-label models).
+    chosen: list[str] | None = None
+    chosen_probabilities: list[float] | None = None
 
 
 class Predictor:
@@ -41,6 +46,21 @@ class Predictor:
         self.clean = loaded.config.data.clean
         self.max_length = loaded.config.data.max_length
         self.batch_size = loaded.config.train.eval_batch_size
+        self.multi_label = loaded.config.data.multi_label
+        self.thresholds = checkpoint_thresholds(loaded.payload, len(self.label_names)) \
+            if self.multi_label else None
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits (N, C) -> probabilities: softmax over classes, or sigmoid per label."""
+        return logits.float().sigmoid() if self.multi_label else logits.float().softmax(dim=1)
+
+    def chosen_labels(self, probabilities: torch.Tensor) -> list[list[int]]:
+        """Multi-label: per row, the labels at or above their threshold, most probable first."""
+        assert self.thresholds is not None
+        above = decisions(probabilities, self.thresholds)
+        order = probabilities.argsort(dim=1, descending=True, stable=True)
+        return [[index for index in row_order if row_above[index]]
+                for row_order, row_above in zip(order.tolist(), above.tolist())]
 
     def predict(self, texts: list[str], top_k: int = 1) -> list[Prediction]:
         for number, text in enumerate(texts, 1):
@@ -66,9 +86,15 @@ class Predictor:
         batch = collate(split, torch.arange(len(texts)), self.max_length)
         with self.autocast():
             logits = self.model(batch.tokens.to(self.device), batch.lengths)
-        probabilities = logits.float().softmax(dim=1).cpu()
+        probabilities = self.probabilities(logits).cpu()
         values, indices = probabilities.topk(top_k, dim=1)
-        return [Prediction(text, [self.label_names[i] for i in row_indices.tolist()],
-                           row_values.tolist(), was_truncated)
-                for text, row_values, row_indices, was_truncated
-                in zip(texts, values, indices, truncated)]
+        results = [Prediction(text, [self.label_names[i] for i in row_indices.tolist()],
+                              row_values.tolist(), was_truncated)
+                   for text, row_values, row_indices, was_truncated
+                   in zip(texts, values, indices, truncated)]
+        if self.multi_label:
+            for result, row, chosen in zip(results, probabilities.tolist(),
+                                           self.chosen_labels(probabilities)):
+                result.chosen = [self.label_names[index] for index in chosen]
+                result.chosen_probabilities = [row[index] for index in chosen]
+        return results

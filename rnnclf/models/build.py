@@ -58,4 +58,4 @@ def build_classifier(config: Config, vocab_size: int, num_classes: int, *,
     else:
         return build_model(config.model, vocab_size, num_classes, backend=backend)
     return EnsembleClassifier([build_model(model, vocab_size, num_classes, backend=backend)
-                               for model in models])
+                               for model in models], multi_label=config.data.multi_label)

@@ -29,6 +29,7 @@ from torch import nn
 from rnnclf.data.batches import collate, eval_order
 from rnnclf.data.dataset import EncodedSplit
 from rnnclf.errors import RnnclfError, RunFailed
+from rnnclf.inference.multilabel_metrics import is_multi_hot, validation_metrics, validation_sums
 
 T = TypeVar("T")
 
@@ -223,7 +224,7 @@ def wrap_model(model: nn.Module, context: DistContext) -> nn.Module:
 
 @torch.inference_mode()
 def evaluate_sharded(model: nn.Module, split: EncodedSplit, batch_size: int, max_length: int,
-                     context: DistContext) -> dict[str, float]:
+                     context: DistContext) -> dict[str, Any]:
     """Mean loss and accuracy over the whole `split`, shared out over the ranks.
 
     The batches are those of a single-process evaluation (length order, `batch_size` rows); rank r
@@ -231,8 +232,10 @@ def evaluate_sharded(model: nn.Module, split: EncodedSplit, batch_size: int, max
     numbers one process would compute for the same weights.
     """
     model.eval()
-    sums = torch.zeros(3, dtype=torch.float64, device=context.device)  # loss sum, correct, rows
     batches = eval_order(split, max_length).split(batch_size)
+    if is_multi_hot(split.labels):  # data.multi_label: its own sums, thresholds included
+        return _evaluate_sharded_multilabel(model, split, batches, max_length, context)
+    sums = torch.zeros(3, dtype=torch.float64, device=context.device)  # loss sum, correct, rows
     for indices in batches[context.rank::context.world_size]:
         batch = collate(split, indices, max_length).to(context.device)
         logits = model(batch.tokens, batch.lengths).float()  # (B, C)
@@ -242,6 +245,23 @@ def evaluate_sharded(model: nn.Module, split: EncodedSplit, batch_size: int, max
     context.all_reduce_sum(sums)
     loss_sum, correct, rows = sums.tolist()
     return {"loss": loss_sum / max(1.0, rows), "accuracy": correct / max(1.0, rows)}
+
+
+def _evaluate_sharded_multilabel(model: nn.Module, split: EncodedSplit,
+                                 batches: tuple[torch.Tensor, ...], max_length: int,
+                                 context: DistContext) -> dict[str, Any]:
+    """evaluate_sharded for multi-hot labels: every rank adds up its batches' validation sums
+    (loss, exact rows, per-label counts at each candidate threshold), then all ranks sum them."""
+    sums: torch.Tensor | None = None
+    for indices in batches[context.rank::context.world_size]:
+        batch = collate(split, indices, max_length).to(context.device)
+        batch_sums = validation_sums(model(batch.tokens, batch.lengths), batch.labels)
+        sums = batch_sums if sums is None else sums + batch_sums
+    if sums is None:  # more ranks than batches: this rank adds zeros
+        sums = validation_sums(torch.zeros(0, split.labels.size(1), device=context.device),
+                               split.labels[:0].to(context.device))
+    context.all_reduce_sum(sums)
+    return validation_metrics(sums, split.labels.size(1))
 
 
 def dump_state_for_tests(model: nn.Module, context: DistContext) -> None:

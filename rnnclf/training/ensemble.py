@@ -152,6 +152,8 @@ def _assemble(config: Config, run_dir: Path, members: list[Path], started: float
     data = prepare_training_data(config.data, extra_words=extra_vocabulary(config.model))
     val = evaluate(loaded.model, data.val, config.train.eval_batch_size,
                    config.data.max_length, device)
+    if val.get("thresholds") is not None:  # multi-label: tuned for the averaged probabilities
+        _store_thresholds(run_dir / "best.pt", val["thresholds"])
     summary = {
         "run_dir": str(run_dir), "ensemble": len(members),
         "best_val_acc": val["accuracy"], "val_loss": val["loss"],
@@ -165,7 +167,8 @@ def _assemble(config: Config, run_dir: Path, members: list[Path], started: float
     write_json(run_dir / "summary.json", summary)
     freed = _remove_member_resume_states(members)
     listed = ", ".join(f"{record['best_val_acc']:.4f}" for record in member_records)
-    log(f"ensemble of {len(members)}: val accuracy {val['accuracy']:.4f} (members {listed}); "
+    figure = "micro-F1" if config.data.multi_label else "accuracy"
+    log(f"ensemble of {len(members)}: val {figure} {val['accuracy']:.4f} (members {listed}); "
         f"checkpoint {run_dir / 'best.pt'}")
     if freed:
         log(f"removed the members' last.pt files ({freed / 2**20:.0f} MiB): best.pt holds "
@@ -202,6 +205,13 @@ def _as_trained(config: Config, members: list[Path], payloads: list[dict[str, An
                          if getattr(config.model, key) != value}}
         for overrides, model in zip(config.train.ensemble_members, trained)]
     return ensemble_config
+
+
+def _store_thresholds(path: Path, thresholds: list[float]) -> None:
+    """Add the ensemble's own per-label thresholds (its validation split) to its best.pt."""
+    payload = load_checkpoint(path)
+    payload["thresholds"] = thresholds
+    save_checkpoint(path, payload)
 
 
 def _remove_member_resume_states(members: list[Path]) -> int:

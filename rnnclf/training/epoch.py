@@ -19,6 +19,7 @@ from rnnclf.data.dataset import EncodedSplit
 from rnnclf.data.prefetch import prefetch
 from rnnclf.device import autocast_context
 from rnnclf.errors import RunFailed
+from rnnclf.inference.multilabel_metrics import binary_cross_entropy, exact_rows, is_multi_hot
 from rnnclf.training.distributed import SINGLE, DistContext
 from rnnclf.training.optimizers import OptimizerGroup, clip_grad_norm
 from rnnclf.training.schedule import learning_rate
@@ -43,10 +44,14 @@ class EpochTotals:
                    torch.zeros((), device=device, dtype=torch.int64))
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """One step's batch: its mean loss (0-d), logits (B, C) and labels (B,)."""
+        """One step's batch: its mean loss (0-d), logits (B, C) and labels (B,) (or multi-hot
+        (B, C): then a row counts as correct when every label is right at 0.5)."""
         batch_size = len(labels)
         self.loss_sum += loss.detach().double() * batch_size
-        self.correct += (logits.detach().argmax(1) == labels).sum()
+        if is_multi_hot(labels):
+            self.correct += exact_rows(logits.detach(), labels)
+        else:
+            self.correct += (logits.detach().argmax(1) == labels).sum()
         self.seen += batch_size
 
     def to_state(self) -> dict[str, Any]:
@@ -128,6 +133,8 @@ class EpochResult:
 def _forward_loss(model: nn.Module, batch: Batch, label_smoothing: float
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     logits = model(batch.tokens, batch.lengths)  # (B, C)
+    if is_multi_hot(batch.labels):  # data.multi_label: sigmoid + binary cross-entropy
+        return binary_cross_entropy(logits, batch.labels, label_smoothing), logits
     loss = F.cross_entropy(logits, batch.labels, label_smoothing=label_smoothing)
     return loss, logits
 

@@ -15,6 +15,7 @@ from rnnclf.config import Config, to_yaml
 from rnnclf.runs.atomic import append_jsonl, atomic_write_text, read_jsonl, write_json
 from rnnclf.runs.checkpoint import save_checkpoint
 from rnnclf.training import plots
+from rnnclf.training.mlflow_logger import MlflowLog
 from rnnclf.training.tensorboard import TensorBoardLog
 
 
@@ -65,9 +66,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def enabled_loggers(config: Config) -> list[str]:
+    """train.loggers, with train.tensorboard: true (the older switch) adding tensorboard."""
+    loggers = list(config.train.loggers)
+    if config.train.tensorboard and "tensorboard" not in loggers:
+        loggers.append("tensorboard")
+    return loggers
+
+
 class RunFiles:
     """Everything a run writes into its folder: config.yaml, best.pt / last.pt, metrics.jsonl,
-    summary.json, the curves plot, TensorBoard events.
+    summary.json, the curves plot, TensorBoard events, the MLflow run.
 
     Under torchrun every rank holds one, and only rank 0's writes (`writes`): this class is where
     "only rank 0 writes files" is decided, so the training loop never asks which rank it is.
@@ -102,9 +111,19 @@ class RunFiles:
 
     def open_tensorboard(self, config: Config, start_step: int) -> TensorBoardLog | None:
         """The run's TensorBoard log when train.tensorboard is on (the caller closes it)."""
-        if self.writes and config.train.tensorboard:
+        if self.writes and "tensorboard" in enabled_loggers(config):
             return TensorBoardLog(self.folder, config, start_step)
         return None
+
+    def open_mlflow(self, config: Config, resuming: bool, log: Callable[[str], None]
+                    ) -> MlflowLog | None:
+        """The run's MLflow run when train.loggers has mlflow (the caller exits it)."""
+        if not (self.writes and "mlflow" in enabled_loggers(config)):
+            return None
+        tracker = MlflowLog(self.folder, config, resuming, log)
+        if resuming:
+            tracker.log_missing_epochs(self.metrics())
+        return tracker
 
     def reconcile_metrics(self, progress: Progress, last_record: dict[str, Any] | None) -> None:
         """Make metrics.jsonl agree with last.pt before a resume appends to it.

@@ -21,9 +21,10 @@ EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "sample
 
 
 def flat_hparams(config: Config) -> dict[str, bool | int | float | str]:
-    """{'model.cell': 'gru', ...}: the values TensorBoard's hparams plugin accepts."""
-    return {f"{section}.{key}": value for section, values in config.to_dict().items()
-            for key, value in values.items()}
+    """{'model.cell': 'gru', ...}: the values TensorBoard's hparams plugin accepts (a list
+    field as its text, e.g. "['tensorboard']")."""
+    return {f"{section}.{key}": str(value) if isinstance(value, list) else value
+            for section, values in config.to_dict().items() for key, value in values.items()}
 
 
 class TensorBoardLog:

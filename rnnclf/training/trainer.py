@@ -17,6 +17,7 @@ from rnnclf.accel.backend import describe_backend, select_backend
 from rnnclf.config import Config
 from rnnclf.data.batches import steps_per_epoch
 from rnnclf.data.dataset import TrainingData, prepare_training_data, resolve_data_dir
+from rnnclf.data.multilabel import check_config as check_multilabel_config
 from rnnclf.data.word_vectors import check_spec, extra_vocabulary, load_pretrained
 from rnnclf.device import make_grad_scaler, resolve_device
 from rnnclf.errors import Interrupted, RnnclfError, RunFailed
@@ -34,10 +35,18 @@ from rnnclf.training.distributed import (
     wrap_model,
 )
 from rnnclf.training.epoch import EpochResult, EpochRunner
+from rnnclf.training.mlflow_logger import MlflowLog, require_mlflow
 from rnnclf.training.optimizers import OptimizerGroup, build_optimizer
 from rnnclf.training.schedule import learning_rate
 from rnnclf.training.signals import StopSignal
-from rnnclf.training.state import Progress, RunFiles, rng_state, seed_everything, set_rng_state
+from rnnclf.training.state import (
+    Progress,
+    RunFiles,
+    enabled_loggers,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from rnnclf.training.tensorboard import TensorBoardLog
 
 
@@ -93,10 +102,12 @@ class Trainer:
         self.progress = Progress()
         self.stop = StopSignal()
         self.tensorboard: TensorBoardLog | None = None
+        self.mlflow: MlflowLog | None = None  # rank 0's MLflow run, ended when fit() ends
         self.stopped_early = False
         self.folder: RunFolder | None = None  # rank 0's claim on the run folder (lock, overwrite)
         # The newest metrics.jsonl line, kept in last.pt so a resume can restore it.
         self.last_record: dict[str, Any] | None = None
+        self.best_thresholds: list[float] | None = None  # multi-label: best.pt's thresholds
 
     # --- setup ---------------------------------------------------------------------------------
 
@@ -125,6 +136,9 @@ class Trainer:
         else:
             self._start_fresh()
         self._log_model()
+        self.mlflow = self.files.open_mlflow(config, resume_state is not None, self.log)
+        if self.mlflow is not None:  # ends the MLflow run FINISHED, KILLED or FAILED
+            claim.enter_context(self.mlflow)
         self.train_model = wrap_model(self.model, dist)  # DDP under torchrun
         # Steps per rank: under DDP each rank runs 1/world_size of the batches, and so does the lr.
         self.total_steps = steps_per_epoch(len(self.data.train), config.train.batch_size,
@@ -136,6 +150,10 @@ class Trainer:
     def _check_config(self) -> None:
         """Mistakes the config shows on its own."""
         model = self.config.model
+        if self.dist.is_main and "mlflow" in enabled_loggers(self.config):
+            require_mlflow()  # a missing extra fails before any run folder
+        if self.config.data.multi_label:
+            check_multilabel_config(self.config.data)
         if model.pretrained_embeddings:  # missing vectors fail before any run folder
             check_spec(model.pretrained_embeddings, model.embedding_dim)
         elif model.pretrained_vocab:
@@ -285,8 +303,9 @@ class Trainer:
                     raise self._interrupted()
         self.dist.barrier()  # all ranks leave together, once rank 0 has written its files
 
-    def _validate(self) -> dict[str, float]:
-        """Val loss and accuracy; under DDP each rank scores a share, all get the whole split's."""
+    def _validate(self) -> dict[str, Any]:
+        """Val loss and accuracy (multi-label: micro-F1 as accuracy, and tuned thresholds);
+        under DDP each rank scores a share, all get the whole split's."""
         train, max_length = self.config.train, self.config.data.max_length
         if self.dist.enabled:
             return evaluate_sharded(self.model, self.data.val, train.eval_batch_size, max_length,
@@ -305,7 +324,7 @@ class Trainer:
 
     # --- the end of an epoch -------------------------------------------------------------------
 
-    def _end_epoch(self, result: EpochResult, val: dict[str, float], epoch_started: float
+    def _end_epoch(self, result: EpochResult, val: dict[str, Any], epoch_started: float
                    ) -> bool:
         """Record the epoch, select the best, save best.pt / last.pt / its metrics line; returns
         True when early stopping ends the run here."""
@@ -314,6 +333,8 @@ class Trainer:
         self.progress.next_epoch()
         self.last_record = record
         if improved:
+            # Multi-label: best.pt keeps the thresholds tuned on val for exactly these weights.
+            self.best_thresholds = val.get("thresholds")
             self.files.save_checkpoint("best.pt", self._checkpoint_state(for_resume=False))
             if self.folder is not None:  # rank 0: --overwrite's previous run can go now
                 self.folder.new_best_written()
@@ -321,13 +342,16 @@ class Trainer:
         self.files.append_metrics(record)
         if self.tensorboard is not None:
             self.tensorboard.log_epoch(record)
+        if self.mlflow is not None:
+            self.mlflow.log_epoch(record)
         self.log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc "
-                 f"{record['train_acc']:.4f} | val loss {record['val_loss']:.4f} acc "
+                 f"{record['train_acc']:.4f} | val loss {record['val_loss']:.4f} "
+                 f"{'micro-F1' if 'micro_f1' in val else 'acc'} "
                  f"{record['val_acc']:.4f}{' *' if improved else ''} | "
                  f"{record['samples_per_s']:.0f} samples/s, {record['seconds']:.1f} s")
         return self._early_stop()
 
-    def _epoch_record(self, result: EpochResult, val: dict[str, float], epoch_started: float
+    def _epoch_record(self, result: EpochResult, val: dict[str, Any], epoch_started: float
                       ) -> dict[str, Any]:
         """The epoch's metrics.jsonl line; the run fails if no step of the epoch was finite."""
         progress, totals = self.progress, result.totals
@@ -341,6 +365,9 @@ class Trainer:
             "seconds": time.perf_counter() - epoch_started,
             "samples_per_s": result.samples_per_s,
         }
+        # Further val figures (multi-label: micro_f1, macro_f1, subset_accuracy) as val_<name>.
+        record.update({f"val_{name}": value for name, value in val.items()
+                       if name not in ("loss", "accuracy") and isinstance(value, float)})
         if progress.skipped_steps:
             record["skipped_steps"] = progress.skipped_steps
             self.log(f"epoch {record['epoch']}: skipped {record['skipped_steps']} step(s) with a "
@@ -350,7 +377,7 @@ class Trainer:
                             "gradient; lower optim.lr or set optim.grad_clip")
         return record
 
-    def _select_best(self, val: dict[str, float]) -> bool:
+    def _select_best(self, val: dict[str, Any]) -> bool:
         """Whether this epoch is the best so far (by train.select_by); progress notes it."""
         progress = self.progress
         if self.config.train.select_by == "loss":
@@ -390,6 +417,8 @@ class Trainer:
         state = {**self.checkpoint_header, "model_state": self.model.state_dict(),
                  "progress": vars(progress).copy(), "rng": rng_state(),
                  "last_epoch_record": self.last_record}
+        if not for_resume and self.best_thresholds is not None:
+            state["thresholds"] = self.best_thresholds
         if for_resume:
             state["optimizer_state"] = self.optimizer.state_dict()
             if self.scaler is not None:
@@ -414,10 +443,13 @@ class Trainer:
             "epochs": self.files.metrics(),
         }
         self.files.write_summary(summary, self.log)
+        if self.mlflow is not None:  # after summary.json and the plots, its artifacts
+            self.mlflow.finish()
         chosen_by = (f"best val loss {progress.best_val_loss:.4f} (accuracy "
                      f"{progress.best_val_acc:.4f}, epoch {progress.best_epoch})"
                      if config.train.select_by == "loss" else
-                     f"best val accuracy {progress.best_val_acc:.4f} (epoch {progress.best_epoch})")
+                     f"best val {'micro-F1' if config.data.multi_label else 'accuracy'} "
+                     f"{progress.best_val_acc:.4f} (epoch {progress.best_epoch})")
         self.log(f"{chosen_by}; checkpoint {self.run_dir / 'best.pt'}")
         return summary
 

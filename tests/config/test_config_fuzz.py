@@ -43,18 +43,28 @@ def assert_valid(config: Config) -> None:
     for section, kind in SECTIONS.items():
         for name, (field_type, meta) in field_table(kind).items():
             value = getattr(getattr(config, section), name)
-            # A list field (list[dict[...]]) is checked as a list.
-            assert isinstance(value, typing.get_origin(field_type) or field_type) and not (
-                field_type is int and isinstance(value, bool)), (section, name, value)
-            if meta.get("choices"):
-                assert value in meta["choices"]
-            if meta.get("min") is not None:
-                assert value >= meta["min"]
-                assert not (meta.get("min_exclusive") and value == meta["min"])
-            if meta.get("max") is not None:
-                assert value <= meta["max"]
-                assert not (meta.get("max_exclusive") and value == meta["max"])
+            if typing.get_origin(field_type) is list:  # a list field: each item is checked
+                assert isinstance(value, list), (section, name, value)
+                field_type, items = typing.get_args(field_type)[0], value
+            else:
+                items = [value]
+            for value in items:
+                assert_valid_value(section, name, value, field_type, meta)
     assert dataclasses.asdict(config)
+
+
+def assert_valid_value(section: str, name: str, value: object, field_type: type,
+                       meta: dict) -> None:
+    assert isinstance(value, field_type) and not (
+        field_type is int and isinstance(value, bool)), (section, name, value)
+    if meta.get("choices"):
+        assert value in meta["choices"]
+    if meta.get("min") is not None:
+        assert value >= meta["min"]
+        assert not (meta.get("min_exclusive") and value == meta["min"])
+    if meta.get("max") is not None:
+        assert value <= meta["max"]
+        assert not (meta.get("max_exclusive") and value == meta["max"])
 
 
 def load_text(text: str, overrides: list[str]) -> None:

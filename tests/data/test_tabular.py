@@ -117,7 +117,7 @@ def test_one_label_is_not_enough(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("override, message", [
     ("data.text_fields=' , '", "data.text_fields"),
-    ("data.dataset=parquet", "choose one of ag_news, csv, jsonl"),
+    ("data.dataset=xlsx", "choose one of ag_news, csv, jsonl, parquet, hf"),
     ("data.header=maybe", "use true or false"),
 ])
 def test_config_rejects_bad_own_data_settings(override: str, message: str) -> None:

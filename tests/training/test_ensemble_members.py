@@ -14,6 +14,7 @@ from rnnclf.config import load_config
 from rnnclf.config.loading import member_config
 from rnnclf.errors import RnnclfError
 from rnnclf.inference.evaluate import evaluate_checkpoint
+from rnnclf.inference.export import export_checkpoint
 from rnnclf.models.ensemble import EnsembleClassifier
 from rnnclf.runs.checkpoint import load_checkpoint, load_model
 from rnnclf.training.ensemble import fit_ensemble
@@ -102,6 +103,9 @@ def test_diverse_ensemble_through_the_cli(data_dir: Path, tmp_path: Path,
     result = run_cli(["predict", "--checkpoint", runs / "cli_div" / "best.pt", "--json",
                       "stocks fall"], capsys)
     assert result.code == 0, result.stderr
+    script_path, info_path = export_checkpoint(runs / "cli_div" / "best.pt", "torchscript",
+                                               tmp_path / "m.pt")
+    assert json.loads(info_path.read_text())["ensemble"] == 2 and script_path.is_file()
 
     bad = tiny_overrides(data_dir, runs, name="bad", **{
         "train.ensemble_members": "[{model.cell: lstm}, {data.min_freq: 3}]"})

@@ -29,7 +29,8 @@ def commented_yaml(config: Config) -> str:
         values = getattr(config, section)
         for name, (_, meta) in field_table(section_type).items():
             value = getattr(values, name)
-            entry = (f"{name}: {yaml.safe_dump(value, default_flow_style=True).strip()}"
+            entry = (f"{name}: "
+                     + yaml.safe_dump(value, default_flow_style=True, width=1_000).strip()
                      if isinstance(value, list)  # a list on one line, so the comment fits
                      else yaml.safe_dump({name: value}, width=1_000).strip())
             choices = f" ({' | '.join(meta['choices'])})" if meta.get("choices") else ""

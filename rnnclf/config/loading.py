@@ -189,7 +189,59 @@ def from_dict(raw: Any, source: str = "config") -> Config:
             f"train.device: {config.train.device!r} is not allowed; use auto, cpu, cuda or cuda:N"
         )
     _check_data_fields(config.data)
+    if config.train.ensemble_members:
+        _check_members(config, source)
     return config
+
+
+# What a member may not change: the shared data and vocabulary, and the ensemble's own settings.
+_MEMBER_SECTIONS = ("model", "optim", "train")
+_MEMBER_FIXED = frozenset({"model.pretrained_vocab", "train.ensemble", "train.ensemble_members",
+                           "train.name", "train.runs_dir", "train.seed", "train.device"})
+
+
+def _check_members(config: Config, source: str) -> None:
+    """Every member's overrides must make a valid config; the ensemble has one per member."""
+    members = config.train.ensemble_members
+    if not isinstance(members, list) or not all(isinstance(item, dict) for item in members):
+        raise RnnclfError("train.ensemble_members: give a list of mappings, one per member, "
+                          "e.g. [{model.cell: lstm}, {model.ngram_order: 0}]")
+    if len(members) < 2:
+        raise RnnclfError("train.ensemble_members: an ensemble needs two or more members; for "
+                          "one model set its overrides directly (e.g. model.cell=lstm)")
+    largest = field_table(SECTIONS["train"])["ensemble"][1]["max"]
+    if len(members) > largest:
+        raise RnnclfError(f"train.ensemble_members: {len(members)} members is too many; give at "
+                          f"most {largest:g}")
+    if config.train.ensemble not in (1, len(members)):
+        raise RnnclfError(f"train.ensemble: {config.train.ensemble} does not match the "
+                          f"{len(members)} train.ensemble_members; leave it at 1 or drop one")
+    for index in range(len(members)):
+        member_config(config, index, source)
+    config.train.ensemble = len(members)
+
+
+def member_config(config: Config, index: int, source: str = "config") -> Config:
+    """Member `index` (0-based) of `config`'s ensemble_members: the config with its overrides,
+    as a single model (train.ensemble 1, no members)."""
+    where = f"{source}: train.ensemble_members[{index}]"
+    raw = config.to_dict()
+    for key, value in config.train.ensemble_members[index].items():
+        section, _, name = str(key).partition(".")
+        if section not in _MEMBER_SECTIONS or not name or "." in name:
+            raise RnnclfError(f"{where}: {key!r} is not allowed; a member overrides "
+                              f"section.key of {', '.join(_MEMBER_SECTIONS)} (e.g. model.cell)")
+        if key in _MEMBER_FIXED:
+            raise RnnclfError(f"{where}: {key} is shared by every member; set it outside "
+                              "train.ensemble_members")
+        raw[section][name] = value
+    raw["train"].update(ensemble=1, ensemble_members=[])
+    try:
+        return from_dict(raw, where)
+    except RnnclfError as error:  # a value error names the key, not yet the member
+        message = str(error)
+        raise RnnclfError(message if message.startswith(where) else f"{where}: {message}") \
+            from None
 
 
 def _check_data_fields(data: DataConfig) -> None:

@@ -109,9 +109,9 @@ class ModelConfig:
     ngram_order: int = param(
         2, "add a bag of hashed word n-grams of orders 1..N beside the RNN (fastText's "
         "features); 0 = off (the RNN alone), 2 = words and bigrams", min=0, max=5)
-    ngram_buckets: int = param(262144, "hash rows of the n-gram table (fewer when the training "
+    ngram_buckets: int = param(65536, "hash rows of the n-gram table (fewer when the training "
                                "split has fewer n-gram positions)", min=1)
-    ngram_dim: int = param(64, "size of each n-gram vector", min=1)
+    ngram_dim: int = param(32, "size of each n-gram vector", min=1)
     ngram_dropout: float = param(0.3, "share of a text's n-grams left out of its bag at random "
                                  "while training", min=0.0, max=1.0, max_exclusive=True)
     init_from: str = param(
@@ -173,6 +173,10 @@ class TrainConfig:
     seed: int = param(0, "seed of initialisation, shuffling and dropout", min=0)
     ensemble: int = param(1, "train this many models one after another (seeds seed, "
                           "seed+1000, ...) and average their probabilities", min=1, max=16)
+    ensemble_members: list[dict] = param(
+        [], "members that differ: one mapping of section.key: value overrides per member "
+        "(e.g. [{model.cell: lstm}, {model.ngram_order: 0}]), trained like train.ensemble's "
+        "seeds; empty: train.ensemble copies of the model")
     device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     num_threads: int = param(0, "CPU threads for torch; 0 = torch's default", min=0)
     precision: str = param("fp32", "training arithmetic: fp32, or bf16/fp16 autocast (fp16: CUDA "

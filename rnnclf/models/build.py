@@ -5,6 +5,7 @@ The optimizer and the learning-rate schedule are built in rnnclf.training (optim
 
 from __future__ import annotations
 
+from rnnclf.config.loading import member_config
 from rnnclf.config.schema import Config, ModelConfig, OptimConfig
 from rnnclf.models.classifier import Backend, RNNClassifier
 from rnnclf.models.ensemble import EnsembleClassifier
@@ -47,11 +48,14 @@ def build_model(config: ModelConfig, vocab_size: int, num_classes: int, *,
 
 def build_classifier(config: Config, vocab_size: int, num_classes: int, *,
                      backend: Backend | None = None) -> RNNClassifier | EnsembleClassifier:
-    """The model a checkpoint's config describes: one network, or `train.ensemble` of them,
-    each with `backend`."""
-    if config.train.ensemble == 1:
+    """The model a checkpoint's config describes: one network, or `train.ensemble` of them
+    (each `train.ensemble_members` entry's model, or copies of `model`), each with `backend`."""
+    if config.train.ensemble_members:
+        models = [member_config(config, index).model
+                  for index in range(len(config.train.ensemble_members))]
+    elif config.train.ensemble > 1:
+        models = [config.model] * config.train.ensemble
+    else:
         return build_model(config.model, vocab_size, num_classes, backend=backend)
-    return EnsembleClassifier([build_model(config.model, vocab_size, num_classes,
-                                           backend=backend)
-                               for _ in range(config.train.ensemble)],
-                              multi_label=config.data.multi_label)
+    return EnsembleClassifier([build_model(model, vocab_size, num_classes, backend=backend)
+                               for model in models], multi_label=config.data.multi_label)

@@ -1,4 +1,5 @@
-"""Seed ensembles of classifiers: their probabilities averaged (`train.ensemble`)."""
+"""Ensembles of classifiers: their probabilities averaged (`train.ensemble`,
+`train.ensemble_members`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from torch import nn
 
 
 class EnsembleClassifier(nn.Module):
-    """Several classifiers of one vocabulary and label set, averaged (`train.ensemble`).
+    """Several classifiers of one vocabulary and label set, averaged (`train.ensemble`), of one
+    architecture or several.
 
     Returns the log of the members' mean probability: softmax and argmax read it like logits
     (softmax of it is that mean), and cross-entropy on it is the ensemble's own loss. A

@@ -1,4 +1,8 @@
-"""Seed ensembles: `train.ensemble = K` trains K models one after another and averages them.
+"""Ensembles: `train.ensemble = K` trains K models one after another and averages them.
+
+The K members are seeds of one model, or, with `train.ensemble_members` (one mapping of
+`section.key: value` overrides per member, e.g. `{model.cell: lstm}`), models that differ; each
+member keeps the data and vocabulary of the rest, so their probabilities can be averaged.
 
 Member k (1..K) is an ordinary run in runs/<name>/member_k/ (config.yaml, metrics.jsonl,
 best.pt, last.pt), trained with seed `train.seed + 1000 (k - 1)` on the same training/validation
@@ -22,6 +26,7 @@ from typing import Any
 import yaml
 
 from rnnclf.config import Config, from_dict, from_saved_dict, to_yaml
+from rnnclf.config.loading import member_config
 from rnnclf.config.resume import load_resume_config, resume_overrides_applied
 from rnnclf.data.dataset import TrainingData, prepare_training_data, resolve_data_dir
 from rnnclf.data.word_vectors import extra_vocabulary
@@ -71,7 +76,11 @@ def _saved_ensemble_config(run_dir: Path, overrides: list[str]) -> Config | None
 
 
 def _member_config(config: Config, run_dir: Path, index: int) -> Config:
-    member = copy.deepcopy(config)
+    """Member `index` (1-based): its own overrides (train.ensemble_members), its own seed."""
+    if config.train.ensemble_members:
+        member = member_config(config, index - 1)
+    else:
+        member = copy.deepcopy(config)
     member.train.ensemble = 1
     member.train.seed = member_seed(config.train.seed, index)
     member.train.runs_dir = str(run_dir)
@@ -98,6 +107,8 @@ def _train_members(config: Config, run_dir: Path, run: RunFolder, overrides: lis
     started = time.perf_counter()
     seeds = ", ".join(str(member_seed(config.train.seed, index)) for index in range(1, size + 1))
     log(f"ensemble: {size} members (seeds {seeds}) in {run_dir}/member_1..{size}")
+    for index, overrides in enumerate(config.train.ensemble_members, start=1):
+        log(f"member {index}: {_shown(overrides)}")
     members = []
     for index in range(1, size + 1):
         folder = member_dir(run_dir, index)
@@ -124,15 +135,7 @@ def _assemble(config: Config, run_dir: Path, members: list[Path], started: float
     """One checkpoint with every member's best weights; its val accuracy; summary.json."""
     payloads = [load_checkpoint(folder / "best.pt") for folder in members]
     first = payloads[0]
-    member_model = from_saved_dict(first["config"], source=f"{members[0]}/best.pt").model
-    for folder, payload in zip(members[1:], payloads[1:]):
-        same_model = from_saved_dict(payload["config"], source=str(folder)).model == member_model
-        if payload["vocab"] != first["vocab"] or payload["label_names"] != first["label_names"] \
-                or not same_model:
-            raise RunFailed(f"{folder} was trained on other data or with another model than "
-                            f"{members[0]}; train the ensemble again with --overwrite")
-    ensemble_config = copy.deepcopy(config)
-    ensemble_config.model = member_model  # as trained (e.g. the n-gram table size used)
+    ensemble_config = _as_trained(config, members, payloads)
     state = {f"members.{index}.{key}": value for index, payload in enumerate(payloads)
              for key, value in payload["model_state"].items()}
     save_checkpoint(run_dir / "best.pt", {
@@ -142,8 +145,9 @@ def _assemble(config: Config, run_dir: Path, members: list[Path], started: float
     member_records = [{"best_val_acc": float(payload["progress"]["best_val_acc"]),
                        "best_val_macro_f1": float(payload["progress"].get("best_val_macro_f1",
                                                                           -1.0)),
-                       "best_epoch": int(payload["progress"]["best_epoch"])}
-                      for payload in payloads]
+                       "best_epoch": int(payload["progress"]["best_epoch"]),
+                       "overrides": overrides}
+                      for payload, overrides in zip(payloads, _overrides_each(config))]
     vocab_size = len(first["vocab"])
     del state, payloads, first  # the weights live on in best.pt; peak memory counts here
     device = resolve_device(config.train.device)
@@ -182,6 +186,37 @@ def _resolved_class_weights(config: Config, data: TrainingData) -> dict[str, flo
     weights = resolve_class_weights(config.optim.class_weights, data.train.labels,
                                     data.label_names)
     return None if weights is None else dict(zip(data.label_names, weights))
+
+
+def _overrides_each(config: Config) -> list[dict[str, Any]]:
+    return list(config.train.ensemble_members) or [{} for _ in range(config.train.ensemble)]
+
+
+def _shown(overrides: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in overrides.items()) or "the base model"
+
+
+def _as_trained(config: Config, members: list[Path], payloads: list[dict[str, Any]]) -> Config:
+    """The ensemble's config with each member's model as trained (e.g. the n-gram table size
+    used); a member trained on other data or as another model stops the assembly."""
+    trained = [from_saved_dict(payload["config"], source=f"{folder}/best.pt").model
+               for folder, payload in zip(members, payloads)]
+    ensemble_config = copy.deepcopy(config)
+    for index, (folder, payload, model) in enumerate(zip(members, payloads, trained)):
+        requested = _member_config(config, folder.parent, index + 1).model
+        requested.ngram_buckets = model.ngram_buckets  # the one change training may make
+        if payload["vocab"] != payloads[0]["vocab"] or model != requested \
+                or payload["label_names"] != payloads[0]["label_names"]:
+            raise RunFailed(f"{folder} was trained on other data or with another model than "
+                            f"{members[0]}; train the ensemble again with --overwrite")
+    if not config.train.ensemble_members:
+        ensemble_config.model = trained[0]
+        return ensemble_config
+    ensemble_config.train.ensemble_members = [
+        {**overrides, **{f"model.{key}": value for key, value in vars(model).items()
+                         if getattr(config.model, key) != value}}
+        for overrides, model in zip(config.train.ensemble_members, trained)]
+    return ensemble_config
 
 
 def _store_thresholds(path: Path, thresholds: list[float]) -> None:

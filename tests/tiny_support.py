@@ -3,6 +3,8 @@ the model's paths. Imported by bare name (`from tiny_support import ...`), like 
 
 from __future__ import annotations
 
+import csv
+import random
 from pathlib import Path
 
 import torch
@@ -35,3 +37,15 @@ def batch_of(vocab_size: int = 30) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     tokens = torch.randint(2, vocab_size, (6, 9), generator=generator)
     tokens[torch.arange(9).unsqueeze(0) >= lengths.unsqueeze(1)] = 0
     return tokens, lengths, torch.tensor([0, 1, 2, 3, 0, 1])
+
+
+def write_weather_csv(path: Path, rows: int) -> None:
+    """A two-class csv (text,label) that a tiny model learns in an epoch or two."""
+    rng = random.Random(0)
+    words = {"a": ["sun", "hot", "dry"], "b": ["rain", "wet", "cold"]}
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for index in range(rows):
+            label = "ab"[index % 2]
+            writer.writerow([" ".join(rng.choices(words[label], k=4)), label])

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import random
 import sys
 from pathlib import Path
 
 import pytest
+from tiny_support import write_weather_csv
 
 from rnnclf.config import load_config
 from rnnclf.config.resume import load_resume_config
@@ -23,19 +22,8 @@ TINY = ["data.dataset=csv", "data.min_freq=1", "data.val_fraction=0.2",
         "train.early_stopping_patience=0", "train.num_threads=1"]
 
 
-def write_data(path: Path, rows: int) -> None:
-    rng = random.Random(0)
-    words = {"a": ["sun", "hot", "dry"], "b": ["rain", "wet", "cold"]}
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        for index in range(rows):
-            label = "ab"[index % 2]
-            writer.writerow([" ".join(rng.choices(words[label], k=4)), label])
-
-
 def tiny_config(tmp_path: Path, *overrides: str) -> object:
-    write_data(tmp_path / "train.csv", 120)
+    write_weather_csv(tmp_path / "train.csv", 120)
     return load_config(None, [*TINY, f"data.dir={tmp_path}", f"train.runs_dir={tmp_path}/runs",
                               *overrides])
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import random
 from pathlib import Path
 
 import pytest
+from tiny_support import write_weather_csv
 
 from rnnclf.config import load_config
 from rnnclf.errors import RnnclfError
@@ -17,19 +16,8 @@ from rnnclf.training.trainer import fit
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
 
-def write_data(path: Path, rows: int) -> None:
-    rng = random.Random(0)
-    words = {"a": ["sun", "hot", "dry"], "b": ["rain", "wet", "cold"]}
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        for index in range(rows):
-            label = "ab"[index % 2]
-            writer.writerow([" ".join(rng.choices(words[label], k=4)), label])
-
-
 def test_tensorboard_scalars_and_hparams(tmp_path: Path) -> None:
-    write_data(tmp_path / "train.csv", 240)
+    write_weather_csv(tmp_path / "train.csv", 240)
     config = load_config(None, [
         "data.dataset=csv", f"data.dir={tmp_path}", "data.min_freq=1", "data.val_fraction=0.2",
         "model.embedding_dim=8", "model.pretrained_embeddings=",

@@ -38,7 +38,7 @@ from rnnclf.models.build import build_model
 from rnnclf.models.classifier import count_parameters
 from rnnclf.models.language_model import LanguageModel
 from rnnclf.runs.atomic import write_json
-from rnnclf.training.distributed import SINGLE, DistContext
+from rnnclf.training.distributed import SINGLE, DistContext, dump_state_for_tests
 from rnnclf.training.epoch import EpochResult, EpochRunner, EpochTotals
 from rnnclf.training.trainer import Trainer
 
@@ -169,6 +169,7 @@ class PretrainTrainer(Trainer):
         del record["train_acc"], record["val_acc"]
         record["train_ppl"] = _perplexity(record["train_loss"])
         record["val_ppl"] = _perplexity(record["val_loss"])
+        del record["val_perplexity"]  # the generic val_<name> copy of val_ppl
         record["tokens_per_s"] = record.pop("samples_per_s")
         return record
 
@@ -178,6 +179,7 @@ class PretrainTrainer(Trainer):
                  f"{record['tokens_per_s']:.0f} tokens/s, {record['seconds']:.1f} s")
 
     def finish(self) -> dict[str, Any]:
+        dump_state_for_tests(self.model, self.dist)  # only when $RNNCLF_DDP_STATE_DUMP is set
         progress = self.progress
         summary = {
             "run_dir": str(self.run_dir), "best_epoch": progress.best_epoch,

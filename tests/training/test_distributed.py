@@ -253,3 +253,37 @@ def test_sigint_stops_all_ranks_with_last_pt_and_resume_finishes(tmp_path: Path)
     assert records[-1]["step"] == finish * steps_per_epoch(360, 8, world_size=2)
     assert_same_state(torch.load(tmp_path / "dump" / "rank0.pt"),
                       torch.load(tmp_path / "dump" / "rank1.pt"))
+
+
+def test_pretrain_on_two_processes_and_fine_tune_from_it_in_one(tmp_path: Path) -> None:
+    """`rnnclf pretrain --nproc 2`: the ranks end equal, the run folder is rank 0's, and the
+    encoder it writes starts a single-process classifier (model.init_from)."""
+    data = write_tiny_agnews(tmp_path / "data")
+    env = run_env(tmp_path, tmp_path / "dump")
+    common = [f"data.dir={data}", f"train.runs_dir={tmp_path / 'runs'}", "train.name=lm2",
+              *TINY]
+    done = subprocess.run([sys.executable, "-m", "rnnclf", "pretrain", "--nproc", "2", *common,
+                           "pretrain.batch_size=8", "pretrain.epochs=2"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("epoch 1: train perplexity") == 1  # rank 0 alone prints
+    assert "data-parallel: 2 processes" in done.stdout
+    dump = tmp_path / "dump"
+    assert_same_state(torch.load(dump / "rank0.pt"), torch.load(dump / "rank1.pt"))
+    run_dir = tmp_path / "runs" / "lm2_lm"
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    assert [record["epoch"] for record in records] == [1, 2]
+    assert all(record["val_ppl"] > 1 for record in records)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert records[-1]["step"] == 2 * (records[0]["step"])
+    assert records[0]["step"] == steps_per_epoch(summary["train_texts"], 8, world_size=2)
+    assert_same_state(load_checkpoint(run_dir / "last.pt")["model_state"],
+                      torch.load(dump / "rank0.pt"))
+
+    fine_tuned = subprocess.run([sys.executable, "-m", "rnnclf", "train", *common,
+                                 f"model.init_from={run_dir}", "train.name=ft", "train.epochs=1"],
+                                env=env, cwd=tmp_path, capture_output=True, text=True,
+                                timeout=TIMEOUT)
+    assert fine_tuned.returncode == 0, fine_tuned.stdout + fine_tuned.stderr
+    assert f"init from {run_dir / 'best.pt'}" in fine_tuned.stdout
+    assert "embedding and gru layers loaded, same vocabulary" in fine_tuned.stdout

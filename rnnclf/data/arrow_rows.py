@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rnnclf.data.tabular import LabelledText, _BadRows, _check, _json_label
+from rnnclf.data.tabular import BadRows, LabelledText, check_row, json_label
 from rnnclf.errors import RnnclfError
 
 if TYPE_CHECKING:
@@ -61,10 +61,10 @@ def _label_text(value: Any, class_names: list[str] | None) -> str | None:
         if isinstance(value, int) and 0 <= value < len(class_names):
             return class_names[value]
         return None
-    return _json_label(value)
+    return json_label(value)
 
 
-def labelled_texts(table: pa.Table, text_names: list[str], label_name: str, bad: _BadRows,
+def labelled_texts(table: pa.Table, text_names: list[str], label_name: str, bad: BadRows,
                    class_names: list[str] | None = None) -> list[LabelledText]:
     """Every usable row of `table` (already checked by check_columns) as a LabelledText.
 
@@ -83,6 +83,6 @@ def labelled_texts(table: pa.Table, text_names: list[str], label_name: str, bad:
                 if class_names is None else f"label {label_value!r} is not a class index")
             continue
         text = " ".join(parts).strip()
-        if _check(row, label, text, bad):
+        if check_row(row, label, text, bad):
             items.append(LabelledText(label, text, row))
     return items

@@ -24,7 +24,7 @@ from typing import Any
 from rnnclf.config.schema import DataConfig
 from rnnclf.data.arrow_rows import check_columns, labelled_texts
 from rnnclf.data.sources import SplitSource, resolve_data_dir
-from rnnclf.data.tabular import LabelledText, _BadRows, split_fields
+from rnnclf.data.tabular import BadRows, LabelledText, split_fields
 from rnnclf.errors import RnnclfError
 
 INSTALL_HINT = "pip install 'rnnclf[hf]'"
@@ -166,7 +166,7 @@ def read_labelled_texts(source: SplitSource, config: DataConfig
     class_names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
     columns = dataset.select_columns(list(dict.fromkeys([*text_names, label_name])))
     table = columns.with_format("arrow")[:]  # respects an indices mapping (select, shuffle)
-    bad = _BadRows(source.where, config.on_bad_row, unit="row")
+    bad = BadRows(source.where, config.on_bad_row, unit="row")
     items = labelled_texts(table, text_names, label_name, bad, class_names)
     if not items:
         raise RnnclfError(f"{source.where} holds no usable rows; check data.text_fields and "

@@ -11,7 +11,7 @@ from types import ModuleType
 
 from rnnclf.config.schema import DataConfig
 from rnnclf.data.arrow_rows import check_columns, labelled_texts
-from rnnclf.data.tabular import LabelledText, _BadRows, split_fields
+from rnnclf.data.tabular import BadRows, LabelledText, split_fields
 from rnnclf.errors import RnnclfError
 
 INSTALL_HINT = "pip install 'rnnclf[parquet]'"
@@ -41,7 +41,7 @@ def read_labelled_texts(path: Path, config: DataConfig) -> tuple[list[LabelledTe
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise RnnclfError(f"cannot read {path} as Parquet ({first_line}); check data.dataset "
                           "and the file") from None
-    bad = _BadRows(path, config.on_bad_row, unit="row")
+    bad = BadRows(path, config.on_bad_row, unit="row")
     items = labelled_texts(table, text_names, label_name, bad)
     if not items:
         raise RnnclfError(f"{path} holds no usable rows; check data.text_fields and "

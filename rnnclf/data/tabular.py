@@ -46,7 +46,7 @@ def sort_labels(labels: set[str]) -> list[str]:
     return sorted(labels)
 
 
-class _BadRows:
+class BadRows:
     """Collects or raises bad-row problems, as `data.on_bad_row` says."""
 
     def __init__(self, path: Path | str, on_bad_row: str, unit: str = "line") -> None:
@@ -101,7 +101,7 @@ def csv_records(reader: Any, on_error: Callable[[int, str], None]
         csv.field_size_limit(old_limit)
 
 
-def _training_csv_records(path: Path, bad: _BadRows) -> Iterator[tuple[int, list[str]]]:
+def _training_csv_records(path: Path, bad: BadRows) -> Iterator[tuple[int, list[str]]]:
     """The records of a training/eval CSV; broken quoting is a bad row."""
     def broken(line: int, problem: str) -> None:
         if "field larger" in problem:
@@ -131,7 +131,7 @@ def _column_indices(path: Path, header: list[str] | None, names: list[str], key:
     return indices
 
 
-def _read_csv(path: Path, config: DataConfig, bad: _BadRows) -> list[LabelledText]:
+def _read_csv(path: Path, config: DataConfig, bad: BadRows) -> list[LabelledText]:
     text_names = split_fields(config.text_fields)
     records = _training_csv_records(path, bad)
     header: list[str] | None = None
@@ -156,12 +156,12 @@ def _read_csv(path: Path, config: DataConfig, bad: _BadRows) -> list[LabelledTex
         text = " ".join(fields[i] for i in text_columns).strip()
         label_set = multilabel.split_labels(label, config.label_separator) \
             if config.multi_label else ()
-        if _check(line, label, text, bad, config.multi_label):
+        if check_row(line, label, text, bad, config.multi_label):
             items.append(LabelledText(label, text, line, label_set))
     return items
 
 
-def _json_label(value: Any) -> str | None:
+def json_label(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -173,7 +173,7 @@ def _json_label(value: Any) -> str | None:
     return None
 
 
-def _read_jsonl(path: Path, config: DataConfig, bad: _BadRows) -> list[LabelledText]:
+def _read_jsonl(path: Path, config: DataConfig, bad: BadRows) -> list[LabelledText]:
     text_names = split_fields(config.text_fields)
     label_name = config.label_field.strip()
     items: list[LabelledText] = []
@@ -203,7 +203,7 @@ def _read_jsonl(path: Path, config: DataConfig, bad: _BadRows) -> list[LabelledT
             label_set = multilabel.json_labels(record[label_name], config.label_separator)
             label = None if label_set is None else config.label_separator.join(label_set)
         else:
-            label = _json_label(record[label_name])
+            label = json_label(record[label_name])
         if label_set is None:
             bad(line, f"label {str(record[label_name])[:60]!r} is neither a list of names, a "
                 "name nor a whole number")
@@ -212,12 +212,12 @@ def _read_jsonl(path: Path, config: DataConfig, bad: _BadRows) -> list[LabelledT
             bad(line, f"label {record[label_name]!r} is neither a name nor a whole number")
             continue
         text = " ".join(str(text) for text in texts).strip()
-        if _check(line, label, text, bad, config.multi_label):
+        if check_row(line, label, text, bad, config.multi_label):
             items.append(LabelledText(label, text, line, label_set))
     return items
 
 
-def _check(line: int, label: str, text: str, bad: _BadRows, no_label_ok: bool = False) -> bool:
+def check_row(line: int, label: str, text: str, bad: BadRows, no_label_ok: bool = False) -> bool:
     """A usable row; a multi-label row (`no_label_ok`) may have no label."""
     if not label and not no_label_ok:
         bad(line, "the label is empty")
@@ -234,7 +234,7 @@ def read_labelled_texts(path: Path, config: DataConfig) -> tuple[list[LabelledTe
     """Every usable (label, text) of a csv/jsonl file, and notes on the rows skipped."""
     if config.dataset not in ("csv", "jsonl"):
         raise ValueError(f"not a tabular dataset: {config.dataset!r}")
-    bad = _BadRows(path, config.on_bad_row)
+    bad = BadRows(path, config.on_bad_row)
     reader = _read_csv if config.dataset == "csv" else _read_jsonl
     items = reader(path, config, bad)
     if not items:
@@ -247,7 +247,7 @@ def to_rows(items: list[LabelledText], label_names: list[str], path: Path | str,
             on_bad_row: str, unit: str = "line") -> tuple[list[Row], list[str]]:
     """Map labels to class indices; a label the model was not trained on is a bad row."""
     index = {name: i for i, name in enumerate(label_names)}
-    bad = _BadRows(path, on_bad_row, unit)
+    bad = BadRows(path, on_bad_row, unit)
     rows = []
     for item in items:
         if item.label not in index:
@@ -282,7 +282,7 @@ def read_training_rows(path: Path, config: DataConfig
     if config.multi_label:
         label_names = multilabel.label_names_of([item.label_set for item in items], path,
                                                 sort_labels)
-        return multilabel.to_rows(items, label_names, _BadRows(path, "error")), skipped, \
+        return multilabel.to_rows(items, label_names, BadRows(path, "error")), skipped, \
             label_names
     rows, label_names = training_rows(items, path)
     return rows, skipped, label_names
@@ -293,7 +293,7 @@ def read_eval_rows(path: Path, config: DataConfig, label_names: list[str]
     """Rows labelled with a trained model's label names, and skipped-row notes."""
     items, skipped = read_labelled_texts(path, config)
     if config.multi_label:
-        bad = _BadRows(path, config.on_bad_row)
+        bad = BadRows(path, config.on_bad_row)
         rows = multilabel.to_rows(items, label_names, bad)
         if not rows:
             raise RnnclfError(f"{path} holds no rows with known labels ({', '.join(label_names)})")

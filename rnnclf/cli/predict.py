@@ -41,10 +41,11 @@ def predict(
     precision: PrecisionOption = "fp32",
     runs_dir: RunsDirOption = None,
     input_file: Annotated[Path | None, typer.Option(
-        "--input", "-i", help="Classify every row of this .csv/.tsv/.jsonl file.")] = None,
+        "--input", "-i", help="Classify every row of this .csv/.tsv/.jsonl/.parquet file "
+        "(Parquet needs rnnclf[parquet]).")] = None,
     output_file: Annotated[Path | None, typer.Option(
         "--output", "-o", help="With --input: write rows plus predicted_label and probability "
-        "here (.csv/.tsv/.jsonl; '-' for JSON lines on stdout).")] = None,
+        "here (.csv/.tsv/.jsonl/.parquet; '-' for JSON lines on stdout).")] = None,
     text_field: Annotated[str | None, typer.Option(
         help="With --input: the text column(s), comma-separated (default: the model's "
         "data.text_fields for own data, else 'text').")] = None,

@@ -1,4 +1,5 @@
-"""`rnnclf predict --input FILE --output FILE`: classify every row of a CSV/JSON-lines file.
+"""`rnnclf predict --input FILE --output FILE`: classify every row of a CSV/JSON-lines/Parquet
+file (Parquet: rnnclf/inference/parquet_files.py).
 
 Rows stream through in chunks: each chunk is tokenized, sorted by length into large batches
 (little padding), classified, and written in the input's order with the input's own columns
@@ -26,7 +27,8 @@ from rnnclf.inference.predictor import CHARS_PER_TOKEN_BOUND, Predictor
 from rnnclf.inference.scoring import predict_split
 from rnnclf.runs.atomic import atomic_open
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+           ".parquet": "parquet"}
 LABEL_COLUMN = "predicted_label"
 PROBABILITY_COLUMN = "probability"
 
@@ -64,16 +66,20 @@ class _CountingLines:
             yield line
 
 
-def _read_records(path: Path, kind: str, header: bool, bar: tqdm
-                  ) -> tuple[list[str] | None, Iterator[Record]]:
-    """The column names (None for JSON lines and header-less CSV), and the records."""
+def _read_records(path: Path, kind: str, header: bool, bar: tqdm, chunk_rows: int
+                  ) -> tuple[list[str] | None, Any, Iterator[Record]]:
+    """The column names (None for JSON lines and header-less CSV), the Arrow schema (Parquet
+    only, else None), and the records."""
+    if kind == "parquet":
+        from rnnclf.inference.parquet_files import read_parquet_records
+        return read_parquet_records(path, bar, chunk_rows)
     try:
         handle = path.open("rb")
     except OSError as error:
         raise RnnclfError(f"cannot read --input {path}: {error.strerror}") from None
     lines = _CountingLines(handle, bar)
     if kind == "jsonl":
-        return None, _json_records(handle, lines, path)
+        return None, None, _json_records(handle, lines, path)
     reader = csv.reader(lines, delimiter="\t" if kind == "tsv" else ",")
     columns = None
     if header:
@@ -82,7 +88,7 @@ def _read_records(path: Path, kind: str, header: bool, bar: tqdm
         except StopIteration:
             handle.close()
             raise RnnclfError(f"--input {path} is empty; expected a header row") from None
-    return columns, _csv_rows(handle, reader, columns, path)
+    return columns, None, _csv_rows(handle, reader, columns, path)
 
 
 def _json_records(handle: IO[bytes], lines: _CountingLines, path: Path) -> Iterator[Record]:
@@ -117,7 +123,9 @@ def _csv_rows(handle: IO[bytes], reader: Any, columns: list[str] | None, path: P
 
 def _text_getter(columns: list[str] | None, kind: str, fields: list[str], path: Path):
     """A function record -> its text (fields joined by a space; missing fields are empty)."""
-    if kind == "jsonl":
+    if kind == "parquet":
+        _check_columns(columns, fields, path)
+    if kind in ("jsonl", "parquet"):
         def from_object(record: Record) -> str:
             values: dict[str, Any] = record.values  # type: ignore[assignment]
             if not any(name in values for name in fields):
@@ -127,10 +135,7 @@ def _text_getter(columns: list[str] | None, kind: str, fields: list[str], path: 
             return " ".join(str(part) for part in parts if part is not None).strip()
         return from_object
     if columns is not None:
-        missing = [name for name in fields if name not in columns]
-        if missing:
-            raise RnnclfError(f"--text-field {','.join(missing)} is not a column of {path} "
-                              f"(columns: {', '.join(columns[:20])}); choose --text-field")
+        _check_columns(columns, fields, path)
         indices = [columns.index(name) for name in fields]
     else:
         if not all(name.isdigit() for name in fields):
@@ -144,15 +149,30 @@ def _text_getter(columns: list[str] | None, kind: str, fields: list[str], path: 
     return from_row
 
 
+def _check_columns(columns: list[str] | None, fields: list[str], path: Path) -> None:
+    missing = [name for name in fields if name not in (columns or [])]
+    if missing:
+        raise RnnclfError(f"--text-field {','.join(missing)} is not a column of {path} "
+                          f"(columns: {', '.join((columns or [])[:20])}); choose --text-field")
+
+
 @contextlib.contextmanager
-def _output(path: Path) -> Iterator[IO[str]]:
+def _output(path: Path, binary: bool) -> Iterator[IO[Any]]:
     if str(path) == "-":
         yield sys.stdout
         return
     if not path.parent.is_dir():
         raise RnnclfError(f"--output folder {path.parent} does not exist; create it first")
-    with atomic_open(path, "w") as handle:
+    with atomic_open(path, "wb" if binary else "w") as handle:
         yield handle
+
+
+def _writer(handle: IO[Any], kind: str, path: Path, columns: list[str] | None, schema: Any,
+            added: list[str], multi_label: bool) -> Any:
+    if kind == "parquet":
+        from rnnclf.inference.parquet_files import ParquetRowWriter
+        return ParquetRowWriter(handle, path, columns, schema, added, multi_label)
+    return _Writer(handle, kind, columns, added)
 
 
 @dataclass
@@ -183,7 +203,7 @@ def predict_file(checkpoint: Path, input_path: Path, output_path: Path,
         added += [f"{PROBABILITY_COLUMN}_{name}" for name in labels]
     bar = tqdm(total=input_path.stat().st_size, unit="B", unit_scale=True, desc="predict",
                disable=not progress, dynamic_ncols=True)
-    columns, records = _read_records(input_path, in_kind, header, bar)
+    columns, schema, records = _read_records(input_path, in_kind, header, bar, chunk_rows)
     text_of_record = _text_getter(columns, in_kind, fields, input_path)
     clash = [name for name in added if columns is not None and name in columns]
     if clash:
@@ -191,8 +211,9 @@ def predict_file(checkpoint: Path, input_path: Path, output_path: Path,
                           "prediction columns do not overwrite it")
     stats = FileStats()
     batch_size = batch_size or predictor.batch_size
-    with _output(output_path) as handle:
-        writer = _Writer(handle, out_kind, columns, added)
+    with _output(output_path, binary=out_kind == "parquet") as handle:
+        writer = _writer(handle, out_kind, output_path, columns,
+                         schema if in_kind == "parquet" else None, added, predictor.multi_label)
         chunk: list[Record] = []
         for record in records:
             chunk.append(record)
@@ -203,6 +224,7 @@ def predict_file(checkpoint: Path, input_path: Path, output_path: Path,
         if chunk:
             _predict_chunk(predictor, chunk, text_of_record, batch_size, writer, stats,
                            all_probabilities)
+        writer.close()
     bar.close()
     if stats.rows == 0:
         raise RnnclfError(f"--input {input_path} holds no rows to classify")
@@ -224,6 +246,12 @@ class _Writer:
                                   lineterminator="\n")
             if columns is not None:
                 self.csv.writerow([*columns, *added])
+
+    def flush(self) -> None:
+        """Rows are written as they come."""
+
+    def close(self) -> None:
+        """The handle is the caller's."""
 
     def write(self, record: Record, predicted: list[Any]) -> None:
         values = record.values
@@ -255,7 +283,7 @@ def _cell(value: Any) -> str:
 
 @torch.inference_mode()
 def _predict_chunk(predictor: Predictor, chunk: list[Record], text_of_record: Any,
-                   batch_size: int, writer: _Writer, stats: FileStats,
+                   batch_size: int, writer: Any, stats: FileStats,
                    all_probabilities: bool) -> None:
     char_limit = predictor.max_length * CHARS_PER_TOKEN_BOUND
     texts = [text_of_record(record) for record in chunk]
@@ -275,7 +303,7 @@ def _predict_chunk(predictor: Predictor, chunk: list[Record], text_of_record: An
         if not present:
             stats.empty += 1
             predicted: list[Any] = [None] * (2 + (len(row) if all_probabilities else 0))
-            if writer.kind != "jsonl":
+            if writer.kind in ("csv", "tsv"):
                 predicted = [""] * len(predicted)
         elif chosen_rows is not None:
             predicted = _multilabel_columns(predictor, chosen_rows[position], row, writer.kind)
@@ -286,16 +314,17 @@ def _predict_chunk(predictor: Predictor, chunk: list[Record], text_of_record: An
             if all_probabilities:
                 predicted += [round(value, 6) for value in row]
         writer.write(record, predicted)
+    writer.flush()
 
 
 def _multilabel_columns(predictor: Predictor, chosen: list[int], row: list[float], kind: str
                         ) -> list[Any]:
     """A multi-label row's predicted_label and probability: every label at or above its
-    threshold (most probable first) and their probabilities; lists in JSON lines, joined by
-    the model's data.label_separator in CSV/TSV."""
+    threshold (most probable first) and their probabilities; lists in JSON lines and Parquet,
+    joined by the model's data.label_separator in CSV/TSV."""
     labels = [predictor.label_names[index] for index in chosen]
     values = [round(row[index], 6) for index in chosen]
-    if kind == "jsonl":
+    if kind in ("jsonl", "parquet"):
         return [labels, values]
     separator = predictor.data_config.label_separator
     return [separator.join(labels), separator.join(str(value) for value in values)]

@@ -140,6 +140,12 @@ def test_file_prediction_lists_the_labels(trained: dict[str, Any], tmp_path: Pat
     first = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])
     assert sorted(first["predicted_label"]) == ["beta", "gamma"]
     assert len(first["probability"]) == 2 and first["probability_alpha"] < 0.5
+    parquet = pytest.importorskip("pyarrow.parquet")
+    predict_file(trained["run"] / "best.pt", source, tmp_path / "out.parquet", progress=False,
+                 device_name="cpu")
+    rows = parquet.read_table(tmp_path / "out.parquet").to_pylist()
+    assert sorted(rows[0]["predicted_label"]) == ["beta", "gamma"]
+    assert rows[1]["predicted_label"] == [] and rows[1]["probability"] == []
 
 
 def test_padding_invariance(trained: dict[str, Any]) -> None:

@@ -102,7 +102,16 @@ class LanguageModelRunner(EpochRunner):
 
     def forward_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         nll_sum = self.model(batch.tokens, batch.lengths)  # 0-d, summed over predicted tokens
+        if self.dist.enabled:
+            nll_sum = nll_sum + self._zero_from_every_output_weight()
         return nll_sum / max(1, self._predicted(batch)), nll_sum
+
+    def _zero_from_every_output_weight(self) -> torch.Tensor:
+        """0, with a gradient path to each output-layer parameter. DDP stops the run when a
+        step leaves a parameter without a gradient, and a batch whose targets miss an adaptive-
+        softmax tail cluster gives that cluster none."""
+        heads = self.model.module.heads  # self.model is DDP-wrapped here
+        return sum(parameter.sum() for parameter in heads.parameters()) * 0.0
 
     def count(self, totals: EpochTotals, loss: torch.Tensor, nll_sum: torch.Tensor,
               batch: Batch) -> None:

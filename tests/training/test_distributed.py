@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -287,3 +289,30 @@ def test_pretrain_on_two_processes_and_fine_tune_from_it_in_one(tmp_path: Path) 
     assert fine_tuned.returncode == 0, fine_tuned.stdout + fine_tuned.stderr
     assert f"init from {run_dir / 'best.pt'}" in fine_tuned.stdout
     assert "embedding and gru layers loaded, same vocabulary" in fine_tuned.stdout
+
+
+def test_pretrain_on_two_processes_when_a_batch_misses_a_softmax_cluster(tmp_path: Path) -> None:
+    """Over 2,000 words, so the adaptive softmax has a tail cluster; short texts in batches of 2,
+    so most steps predict none of its words. DDP needs a gradient for every parameter on every
+    step: without one for the unused cluster it stopped the run with a traceback."""
+    rare = [f"rare{index}" for index in range(3000)]
+    rows = [(str(index % 4 + 1), f"word{index % 7} word{index % 5}", f"word{index % 3} day")
+            for index in range(300)]
+    rows += [("1", "list", " ".join(rare[start:start + 100] * 2))  # each rare word twice
+             for start in range(0, len(rare), 100)]
+    (tmp_path / "data").mkdir()
+    with (tmp_path / "data" / "train.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    done = subprocess.run(
+        [sys.executable, "-m", "rnnclf", "pretrain", "--nproc", "2",
+         f"data.dir={tmp_path / 'data'}", "data.download=false",
+         f"train.runs_dir={tmp_path / 'runs'}", "train.name=rare", *TINY,
+         "model.ngram_order=0", "pretrain.batch_size=2", "pretrain.epochs=1"],
+        env=run_env(tmp_path, tmp_path / "dump"), cwd=tmp_path, capture_output=True, text=True,
+        timeout=TIMEOUT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    vocabulary = re.search(r"vocabulary ([\d,]+)", done.stdout)
+    assert vocabulary and int(vocabulary[1].replace(",", "")) > 2001  # a tail cluster exists
+    assert_same_state(torch.load(tmp_path / "dump" / "rank0.pt"),
+                      torch.load(tmp_path / "dump" / "rank1.pt"))

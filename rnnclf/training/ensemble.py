@@ -38,6 +38,7 @@ from rnnclf.runs.atomic import atomic_write_text, write_json
 from rnnclf.runs.checkpoint import load_checkpoint, load_model, save_checkpoint
 from rnnclf.runs.folder import RunFolder, claim_run_folder, run_directory
 from rnnclf.training.class_weights import resolve_class_weights
+from rnnclf.training.finetune import resolve_init_from
 from rnnclf.training.trainer import fit
 
 CONFIG_FILE = "config.yaml"
@@ -83,6 +84,8 @@ def _member_config(config: Config, run_dir: Path, index: int) -> Config:
         member = copy.deepcopy(config)
     member.train.ensemble = 1
     member.train.seed = member_seed(config.train.seed, index)
+    if member.model.init_from:  # a bare run name means one in the user's runs_dir, not ours
+        member.model.init_from = str(resolve_init_from(member).resolve())
     member.train.runs_dir = str(run_dir)
     member.train.name = member_dir(run_dir, index).name
     return member
@@ -107,8 +110,10 @@ def _train_members(config: Config, run_dir: Path, run: RunFolder, overrides: lis
     started = time.perf_counter()
     seeds = ", ".join(str(member_seed(config.train.seed, index)) for index in range(1, size + 1))
     log(f"ensemble: {size} members (seeds {seeds}) in {run_dir}/member_1..{size}")
-    for index, overrides in enumerate(config.train.ensemble_members, start=1):
-        log(f"member {index}: {_shown(overrides)}")
+    for index, member_overrides in enumerate(config.train.ensemble_members, start=1):
+        log(f"member {index}: {_shown(member_overrides)}")
+    # Every member's config before the first trains: a missing init_from stops the run now.
+    member_configs = [_member_config(config, run_dir, index) for index in range(1, size + 1)]
     members = []
     for index in range(1, size + 1):
         folder = member_dir(run_dir, index)
@@ -121,7 +126,7 @@ def _train_members(config: Config, run_dir: Path, run: RunFolder, overrides: lis
             if (folder / "last.pt").is_file():
                 fit(load_resume_config(folder, list(overrides or [])), resume_dir=folder, log=log)
             else:
-                fit(_member_config(config, run_dir, index), overwrite=True, log=log)
+                fit(member_configs[index - 1], overwrite=True, log=log)
         except Interrupted as stop:  # point the hint at the ensemble, not at the member
             raise Interrupted(str(stop).replace(f"--resume {folder}", f"--resume {run_dir}"),
                               exit_code=stop.exit_code) from None

@@ -4,6 +4,8 @@ ordinary run of its own model, best.pt averaging models that differ."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +14,14 @@ from robustness_support import run_cli, tiny_overrides, write_dataset
 
 from rnnclf.config import load_config
 from rnnclf.config.loading import member_config
-from rnnclf.errors import RnnclfError
+from rnnclf.errors import Interrupted, RnnclfError
 from rnnclf.inference.evaluate import evaluate_checkpoint
 from rnnclf.inference.export import export_checkpoint
 from rnnclf.models.ensemble import EnsembleClassifier
 from rnnclf.runs.checkpoint import load_checkpoint, load_model
-from rnnclf.training.ensemble import fit_ensemble
+from rnnclf.training import epoch as epoch_module
+from rnnclf.training.ensemble import fit_ensemble, load_run_config
+from rnnclf.training.pretrain import fit_language_model, pretrain_config
 
 MEMBERS = ("[{model.cell: lstm, model.ngram_order: 0}, "
            "{model.ngram_order: 2, model.ngram_buckets: 64}]")
@@ -120,3 +124,57 @@ def test_explained_config_with_members_loads_again(tmp_path: Path) -> None:
                     encoding="utf-8")
     assert load_config(path).train.ensemble_members == load_config(
         None, [f"train.ensemble_members={MEMBERS}"]).train.ensemble_members
+
+
+def test_a_member_fine_tunes_from_a_pretrained_run_named_in_the_users_runs_dir(
+        data_dir: Path, tmp_path: Path) -> None:
+    """`{model.init_from: NAME}` means runs_dir/NAME as for a single run, not a folder inside
+    the ensemble's own; a name that is not there stops the run before any member trains."""
+    runs = tmp_path / "runs"
+    fit_language_model(pretrain_config(load_config(None, tiny_overrides(
+        data_dir, runs, name="enc", epochs=1, **{"pretrain.batch_size": 8}))), log=quiet)
+    lines: list[str] = []
+    config = load_config(None, tiny_overrides(data_dir, runs, name="mix", epochs=1, **{
+        "train.ensemble_members": "[{model.init_from: enc_lm}, {}]"}))
+    fit_ensemble(config, log=lines.append)
+    assert f"init from {(runs / 'enc_lm' / 'best.pt').resolve()} (language model)" in "\n".join(
+        lines)
+    saved = load_checkpoint(runs / "mix" / "member_1" / "best.pt")["config"]["model"]
+    assert saved["init_from"] == str((runs / "enc_lm" / "best.pt").resolve())
+
+    missing = load_config(None, tiny_overrides(data_dir, runs, name="gone", epochs=1, **{
+        "train.ensemble_members": "[{}, {model.init_from: nowhere_lm}]"}))
+    with pytest.raises(RnnclfError, match="model.init_from: no checkpoint .* nowhere_lm"):
+        fit_ensemble(missing, log=quiet)
+    assert not (runs / "gone" / "member_1").exists()  # nothing trained in vain
+
+
+def test_a_member_stopped_midway_resumes_with_the_command_line_overrides(
+        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in member 2 (which has overrides of its own), then --resume: member 2 continues
+    from its last.pt with the command line's overrides, not with its member overrides."""
+    runs = tmp_path / "runs"
+    run_dir = runs / "again"
+    config = load_config(None, tiny_overrides(data_dir, runs, name="again", epochs=2, **{
+        "train.ensemble_members": MEMBERS}))
+    original, calls = epoch_module._forward_loss, {"member_2": 0}
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        if (run_dir / "member_1" / "summary.json").is_file():
+            calls["member_2"] += 1
+            if calls["member_2"] == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(epoch_module, "_forward_loss", forward)
+    with pytest.raises(Interrupted):
+        fit_ensemble(config, log=quiet)
+    monkeypatch.undo()
+    assert (run_dir / "member_2" / "last.pt").is_file()
+    lines: list[str] = []
+    fit_ensemble(load_run_config(run_dir, ["train.progress=false"]), resume_dir=run_dir,
+                 overrides=["train.progress=false"], log=lines.append)
+    assert any("member 1/2: already trained" in line for line in lines)
+    assert (run_dir / "member_2" / "summary.json").is_file() and (run_dir / "best.pt").is_file()
+    member_2 = load_checkpoint(run_dir / "member_2" / "best.pt")["config"]["model"]
+    assert (member_2["cell"], member_2["ngram_buckets"]) == ("gru", 64)

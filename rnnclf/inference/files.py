@@ -265,14 +265,23 @@ class _Writer:
                 row = list(values)
             self.csv.writerow([*row, *predicted])
             return
-        if isinstance(values, dict):
-            out = dict(values)
-        elif self.columns is not None:
-            out = dict(zip(self.columns, values))
-        else:
-            out = {str(index): value for index, value in enumerate(values)}
-        out.update(zip(self.added, predicted))
+        out = row_with_predictions(record, self.columns, self.added, predicted)
         self.handle.write(json.dumps(out, ensure_ascii=False) + "\n")
+
+
+def row_with_predictions(record: Record, columns: list[str] | None, added: list[str],
+                         predicted: list[Any]) -> dict[str, Any]:
+    """One output row as a mapping: the record's fields (by column name, or by position when
+    there is no header), then the prediction columns."""
+    values = record.values
+    if isinstance(values, dict):
+        row = dict(values)
+    elif columns is not None:
+        row = dict(zip(columns, values))
+    else:
+        row = {str(index): value for index, value in enumerate(values)}
+    row.update(zip(added, predicted))
+    return row
 
 
 def _cell(value: Any) -> str:

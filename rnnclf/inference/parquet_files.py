@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any
 from tqdm.auto import tqdm
 
 from rnnclf.errors import RnnclfError
-from rnnclf.inference.files import Record
+from rnnclf.inference.files import Record, row_with_predictions
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -88,15 +88,7 @@ class ParquetRowWriter:
         self.writer: Any = None
 
     def write(self, record: Record, predicted: list[Any]) -> None:
-        values = record.values
-        if isinstance(values, dict):
-            row = dict(values)
-        elif self.columns is not None:
-            row = dict(zip(self.columns, values))
-        else:
-            row = {str(index): value for index, value in enumerate(values)}
-        row.update(zip(self.added, predicted))
-        self.rows.append(row)
+        self.rows.append(row_with_predictions(record, self.columns, self.added, predicted))
 
     def flush(self) -> None:
         if not self.rows:
